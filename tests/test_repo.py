@@ -1,0 +1,32 @@
+"Repository hygiene: what nbdev and the README generator promise, checked on every notebook."
+import json, re, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NBS = sorted((ROOT/'nbs').glob('*.ipynb'))
+
+def test_there_are_notebooks(): assert len(NBS) >= 2
+
+@pytest.mark.parametrize('nb', NBS, ids=lambda p: p.name)
+def test_notebook_hygiene(nb):
+    d = json.loads(nb.read_text())
+    assert d['metadata'].get('kernelspec', {}).get('name') == 'python3', f'{nb.name}: set the python3 kernelspec'
+    ids = [c.get('id') for c in d['cells']]
+    assert all(ids) and len(set(ids)) == len(ids), f'{nb.name}: every cell needs a unique id'
+    assert nb.stat().st_size < 1_500_000, f'{nb.name} is {nb.stat().st_size/1e6:.1f} MB: split the chapter or shrink figures'
+    first = ''.join(d['cells'][0]['source'])
+    m = re.match(r'#\|\s*default_exp\s+(\S+)', first)
+    if nb.name != 'index.ipynb':
+        assert m, f'{nb.name}: first cell must be `#| default_exp <module>`'
+        assert nb.stem.split('_', 1)[1] == m.group(1).split('.')[-1], f'{nb.name} exports {m.group(1)}: names must match'
+        assert (ROOT/'flowmatch'/(m.group(1).replace('.', '/') + '.py')).exists()
+
+def test_readme_is_generated_from_index():
+    r = subprocess.run([sys.executable, str(ROOT/'tools'/'make_readme.py'), '--check'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+def test_readme_has_exactly_two_commands():
+    cmds = re.findall(r'```sh\n(.*?)```', (ROOT/'README.md').read_text(), re.S)
+    assert [c.strip() for c in cmds] == ['bash tools/demo.sh', 'bash tools/test.sh']
+    assert 'tools/test.sh' in (ROOT/'.ci'/'run').read_text()

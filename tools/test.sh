@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: notebooks in sync with the library and README, every notebook, then pytest.
+source "$(dirname "$0")/env.sh"
+export PYTHONHASHSEED=0 MPLBACKEND=Agg HF_HUB_OFFLINE=1
+# nbdev_test runs notebooks in parallel: one BLAS/OpenMP thread each avoids oversubscribing the cores (5x slower here)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
+snap() { git status --porcelain=v1 -- nbs flowmatch README.md; git diff -- nbs flowmatch README.md | sha1sum; }
+before="$(snap)"
+nbdev_clean
+nbdev_export
+python tools/make_readme.py
+after="$(snap)"
+if [ "$before" != "$after" ]; then
+  echo "Out of sync: nbdev_clean / nbdev_export / tools/make_readme.py changed these files (now fixed; review and commit them):" >&2
+  git status --porcelain=v1 -- nbs flowmatch README.md >&2
+  exit 1
+fi
+echo "== nbdev_test"
+time nbdev_test --timing --do_print
+echo "== pytest"
+python -m pytest tests "$@"
