@@ -30,7 +30,7 @@ class DigitClassifier(nn.Module, PyTorchModelHubMixin):
     def features(self, x): return self.body(x)
     def forward(self, x): return self.head(self.features(x))
 
-# %% ../nbs/10_eval.ipynb #f8fc457b
+# %% ../nbs/10_eval.ipynb #a1bb69f0
 def _shift(x, g, max_shift=2):
     "Random integer translations of each image by up to `max_shift` pixels (the background, -1, fills in)."
     n, _, H, W = x.shape
@@ -44,6 +44,7 @@ def _stack(ds):
     xs, ys = zip(*(ds[i] for i in range(len(ds))))
     return torch.stack(xs), torch.as_tensor(ys)
 
+@torch.enable_grad()
 def train_digit_classifier(epochs:int=12, batch_size:int=64, lr:float=3e-3, seed:int=0, size:int=32):
     "Train `DigitClassifier` on the digits train split; returns `(model, held_out_accuracy)`."
     torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)

@@ -88,7 +88,7 @@ class MLPVelocity(nn.Module, PyTorchModelHubMixin):
             h = h + self.y_embed(y)
         return self.rest(h)
 
-# %% ../nbs/02_toy.ipynb #7f4a1f2c
+# %% ../nbs/02_toy.ipynb #7319547f
 def train_toy(target:str='moons', # name in TOY_DATASETS, or a function (n, generator) -> (n, 2)
               source:str='gaussian', # where samples start (t=0)
               coupling:str='independent', # 'independent' or 'ot' (exact minibatch OT)
@@ -112,12 +112,13 @@ def train_toy(target:str='moons', # name in TOY_DATASETS, or a function (n, gene
     if progress:
         from tqdm.auto import tqdm; it = tqdm(it, desc=f'train {source}->{target} ({coupling})')
     model.train()
-    for _ in it:
-        x0, x1 = pair(draw['src'](batch_size, g), draw['tgt'](batch_size, g))
-        ps = path.sample(x0, x1, times(batch_size, generator=g))
-        loss = (model(ps.xt, ps.t) - ps.ut).pow(2).mean()
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
-        losses.append(loss.item())
+    with torch.enable_grad():  # whatever grad mode the caller is in
+        for _ in it:
+            x0, x1 = pair(draw['src'](batch_size, g), draw['tgt'](batch_size, g))
+            ps = path.sample(x0, x1, times(batch_size, generator=g))
+            loss = (model(ps.xt, ps.t) - ps.ut).pow(2).mean()
+            opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
+            losses.append(loss.item())
     return model.eval(), losses
 
 # %% ../nbs/02_toy.ipynb #db557a0c

@@ -243,7 +243,7 @@ def _adamw(model, cfg, device):
 def _time_sampler(cfg):
     return UniformTime(cfg.t_min, cfg.t_max) if cfg.time_sampler == 'uniform' else LogitNormalTime(cfg.logit_m, cfg.logit_s)
 
-# %% ../nbs/09_train.ipynb #0534cd22
+# %% ../nbs/09_train.ipynb #e92bb12c
 class Trainer:
     "Flow-matching training of `model(x, t, **cond)` on a dataset of `(x, y)` items, on one or several processes."
     def __init__(self, model:nn.Module, # velocity model; gets `y=` when it has `num_classes > 0`
@@ -303,6 +303,7 @@ class Trainer:
                                   pin_memory=self.device.type == 'cuda')
             epoch, start = epoch + 1, 0
 
+    @torch.enable_grad()  # training must not depend on the caller's grad mode (e.g. a notebook that switched it off)
     def _train_step(self, batches):
         "One optimizer step over `grad_accum` micro-batches; returns the log record."
         acc, cfg, t0 = self.accelerator, self.config, time.perf_counter()
