@@ -30,7 +30,7 @@ def digits_split(labels, # class of every image, in file order
     test = np.sort(np.concatenate(test))
     return np.setdiff1d(np.arange(len(labels)), test), test
 
-# %% ../nbs/06_data.ipynb #837706af
+# %% ../nbs/06_data.ipynb #8b1eef6f
 class Digits(Dataset):
     "scikit-learn's 8x8 handwritten digits as 1-channel images in [-1, 1], resized to `size`, with a fixed train/test split."
     num_classes, classes = 10, [str(i) for i in range(10)]
@@ -52,6 +52,7 @@ class Digits(Dataset):
 
     def __len__(self): return len(self.y)
     def __getitem__(self, i): return self.x[i], self.y[i]
+    def get_batch(self, idx): "Items `idx` as one batch (a tensor gather; the trainer's fast path)."; return self.x[idx], self.y[idx]
     def __repr__(self): return f"Digits(split={self.split!r}, size={self.size}): {len(self)} images, 10 classes"
 
 # %% ../nbs/06_data.ipynb #8441d2db
@@ -341,7 +342,7 @@ def prepare_celebahq(src, # folder, .zip/.tar archive or parquet shards of Celeb
     ds.skipped += failed
     return ds
 
-# %% ../nbs/06_data.ipynb #66d3308a
+# %% ../nbs/06_data.ipynb #98c2c750
 class ToyPoints(Dataset):
     "`n` points of the 2-D toy dataset `name` (see `flowmatch.toy.TOY_DATASETS`), drawn once with `seed`; items are (x (2,), -1)."
     num_classes, classes = 0, []
@@ -356,6 +357,7 @@ class ToyPoints(Dataset):
 
     def __len__(self): return len(self.x)
     def __getitem__(self, i): return self.x[i], self.y[i]
+    def get_batch(self, idx): "Items `idx` as one batch (a tensor gather; the trainer's fast path)."; return self.x[idx], self.y[idx]
     def __repr__(self): return f"ToyPoints({self.name!r}): {len(self)} points"
 
 # %% ../nbs/06_data.ipynb #10bbf4c4

@@ -243,7 +243,7 @@ def _adamw(model, cfg, device):
 def _time_sampler(cfg):
     return UniformTime(cfg.t_min, cfg.t_max) if cfg.time_sampler == 'uniform' else LogitNormalTime(cfg.logit_m, cfg.logit_s)
 
-# %% ../nbs/09_train.ipynb #e92bb12c
+# %% ../nbs/09_train.ipynb #02040a40
 class Trainer:
     "Flow-matching training of `model(x, t, **cond)` on a dataset of `(x, y)` items, on one or several processes."
     def __init__(self, model:nn.Module, # velocity model; gets `y=` when it has `num_classes > 0`
@@ -295,12 +295,16 @@ class Trainer:
         "Endless stream of this process's micro-batches, starting after the first `consumed`."
         cfg = self.config
         epoch, start = divmod(consumed, self.batches_per_epoch)
+        # in-memory datasets may offer `get_batch(indices) -> (x, y)`: one gather per batch instead of batch_size item reads + collate
+        get_batch = getattr(self.dataset, 'get_batch', None) if cfg.num_workers == 0 else None
         while True:
             idx = batch_indices(len(self.dataset), cfg.batch_size, epoch, cfg.seed, self.rank, self.world_size)[start:]
-            # own generator: a DataLoader draws its worker seed from it, which would otherwise shift the global RNG on resume
-            g = torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 1009 + self.rank)
-            yield from DataLoader(self.dataset, batch_sampler=idx, num_workers=cfg.num_workers, generator=g,
-                                  pin_memory=self.device.type == 'cuda')
+            if get_batch is not None: yield from (get_batch(torch.tensor(b)) for b in idx)
+            else:
+                # own generator: a DataLoader draws its worker seed from it, which would otherwise shift the global RNG on resume
+                g = torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 1009 + self.rank)
+                yield from DataLoader(self.dataset, batch_sampler=idx, num_workers=cfg.num_workers, generator=g,
+                                      pin_memory=self.device.type == 'cuda')
             epoch, start = epoch + 1, 0
 
     @torch.enable_grad()  # training must not depend on the caller's grad mode (e.g. a notebook that switched it off)
