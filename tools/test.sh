@@ -15,7 +15,8 @@ if [ "$before" != "$after" ]; then
   git status --porcelain=v1 -- nbs flowmatch README.md >&2
   exit 1
 fi
-echo "== nbdev_test"
-time nbdev_test --timing --do_print
+echo "== nbdev_test: each notebook in a fresh process (as a fresh kernel would run it), two at a time"
+ls nbs/*.ipynb | xargs -P 2 -I{} sh -c 's=$(date +%s); if nbdev_test --path "{}" >/tmp/nbtest.$$.log 2>&1; then echo "ok   {} $(( $(date +%s)-s ))s"; else cat /tmp/nbtest.$$.log; echo "FAIL {}"; exit 1; fi' \
+  || { echo "nbdev_test failed (see above)" >&2; exit 1; }
 echo "== pytest"
 python -m pytest tests "$@"

@@ -1,0 +1,302 @@
+"""The measurements. Each `bench_*` takes the run's `Context` and returns a JSON-ready dict (numbers, settings, skipped parts)."""
+import contextlib, io, statistics, tempfile, time, traceback
+from dataclasses import dataclass, field
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .timing import Deadline, measure, measure_round_robin, sync, fresh_memory, peak_memory_gb, max_rss_gb
+from .reference import ReferenceDiT
+
+FID_SAMPLES, FID_NFE = 50_000, 50
+
+
+@dataclass
+class Context:
+    device: str
+    quick: bool
+    peak_flops: float
+    deadline: Deadline
+    cfg: dict = field(default_factory=dict)
+
+    @property
+    def cuda(self): return self.device == 'cuda'
+    @property
+    def stat(self):
+        "Per-call time used for throughput: the median on a GPU; the best (min) on a shared CPU, where other work only adds time."
+        return 'median' if self.cuda else 'min'
+    def per_call(self, r): return r[self.stat + '_s']
+    def amp(self, enabled=True):
+        "bf16 autocast on this device (a no-op context when disabled)."
+        return torch.autocast(self.device, dtype=torch.bfloat16, enabled=enabled)
+
+
+def settings(device, quick):
+    "Sizes and time caps: the real seed configuration on a GPU, small ones on a CPU."
+    from flowmatch.dit import DIT_PRESETS
+    if device == 'cuda':
+        return dict(dit=dict(DIT_PRESETS['celebahq']), dit_name='celebahq (seed)', batch=256, warmup=5, min_iters=10,
+                    step_budget_s=6.0, compile=True, compile_reserve_s=150.0,
+                    sample_batch=512, sample_steps=10, sample_budget_s=6.0,
+                    vae_preset='sd', vae_batch=32, vae_budget_s=5.0,
+                    cache_items=1024, cache_batch=256, cache_budget_s=2.0,
+                    overhead=False, total_budget_s=330.0)
+    if quick:
+        return dict(dit=dict(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=4, num_classes=0),
+                    dit_name='tiny CPU DiT', batch=16, warmup=1, min_iters=2, step_budget_s=0.4, compile=False, compile_reserve_s=0,
+                    sample_batch=16, sample_steps=2, sample_budget_s=0.3,
+                    vae_preset='digits', vae_batch=8, vae_budget_s=0.3,
+                    cache_items=64, cache_batch=16, cache_budget_s=0.3,
+                    overhead=True, toy_batch=256, toy_steps=8, digits_batch=16, dit_steps=4,
+                        digits_dit=dict(patch_size=2, hidden_size=64, depth=2, num_heads=4, num_classes=10),
+                    total_budget_s=45.0)
+    return dict(dit=dict(input_size=16, patch_size=2, in_channels=4, hidden_size=128, depth=4, num_heads=4, num_classes=0),
+                dit_name='small CPU DiT', batch=32, warmup=1, min_iters=4, step_budget_s=4.0, compile=True, compile_reserve_s=120.0,
+                sample_batch=32, sample_steps=5, sample_budget_s=3.0,
+                vae_preset='digits', vae_batch=32, vae_budget_s=3.0,
+                cache_items=512, cache_batch=64, cache_budget_s=2.0,
+                overhead=True, toy_batch=256, toy_steps=60, digits_batch=32, dit_steps=20,
+                digits_dit=dict(patch_size=2, hidden_size=128, depth=4, num_heads=4, num_classes=10),
+                total_budget_s=600.0)
+
+
+def _params(model): return sum(p.numel() for p in model.parameters())
+
+
+def count_forward_flops(model, x, t):
+    "FLOPs of one forward pass counted by torch's FlopCounterMode (matmuls and convolutions), per image."
+    with torch.no_grad(), FlopCounterMode(display=False) as counter: model(x, t)
+    return counter.get_total_flops() / x.shape[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------------- training
+def _train_step(ctx, model, batch, amp, fused):
+    "One flow-matching training step on a fixed latent batch: loss, backward, AdamW step."
+    from flowmatch.train import flow_matching_loss
+    cfg = ctx.cfg['dit']
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, **(dict(fused=True) if fused else dict(foreach=True)))
+    x1 = torch.randn(batch, cfg['in_channels'], cfg['input_size'], cfg['input_size'], device=ctx.device)
+    g = torch.Generator(ctx.device).manual_seed(0)
+    def step():
+        with ctx.amp(amp): loss = flow_matching_loss(model, x1, generator=g)
+        loss.backward()
+        opt.step(); opt.zero_grad(set_to_none=True)
+    return step
+
+
+def _prepare_variant(ctx, cls, amp, fused, compiled):
+    "A fresh model and optimizer; returns its training step (already run once: with torch.compile, the compilation) and that time."
+    fresh_memory(ctx.device)
+    torch.manual_seed(0)
+    model = cls(**ctx.cfg['dit']).to(ctx.device).train()
+    if compiled: model = torch.compile(model)
+    step = _train_step(ctx, model, ctx.cfg['batch'], amp, fused)
+    t0 = time.perf_counter()
+    step(); sync(ctx.device)
+    return step, time.perf_counter() - t0
+
+
+def _variant_row(ctx, r, cls, amp, fused, compiled, first, fwd):
+    B, per = ctx.cfg['batch'], ctx.per_call(r)
+    return dict(model='reference' if cls is ReferenceDiT else 'flowmatch', precision='bf16 autocast' if amp else 'fp32',
+                optimizer='AdamW fused' if fused else 'AdamW foreach', compiled=compiled, img_s=B / per, step_ms=1e3 * per,
+                median_step_ms=1e3 * r['median_s'], iters=r['iters'], first_step_s=first, mfu=B / per * 3 * fwd / ctx.peak_flops,
+                peak_mem_gib=peak_memory_gb(ctx.device))
+
+
+def _failed(ctx, e, compiled):
+    "The row of a variant that raised: skipped for torch.compile on a CPU (it needs a C++ toolchain there), an error otherwise."
+    why = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
+    if compiled and not ctx.cuda: return dict(skipped=f'torch.compile does not work here: {why}')
+    return dict(error=why, traceback=traceback.format_exc())
+
+
+def bench_dit_train(ctx):
+    "Training img/s of flowmatch's DiT in each precision/compile variant next to a plain fp32 eager reference DiT."
+    from flowmatch.dit import DiT, dit_flops
+    c, B = ctx.cfg, ctx.cfg['batch']
+    fwd = dit_flops(**c['dit'])
+    ref = ReferenceDiT(**c['dit']).to(ctx.device)
+    x1 = torch.randn(1, c['dit']['in_channels'], c['dit']['input_size'], c['dit']['input_size'], device=ctx.device)
+    counted = count_forward_flops(ref, x1, torch.rand(1, device=ctx.device))
+    out = dict(config=dict(c['dit'], name=c['dit_name']), batch=B, device=ctx.device,
+               params=dict(flowmatch=_params(DiT(**c['dit'])), reference=_params(ref)),
+               flops_per_img=dict(forward_formula=fwd, forward_counted_reference=counted, train=3 * fwd,
+                                  note='flowmatch.dit.dit_flops; training = 3 x forward (backward = 2 x forward)'),
+               variants={})
+    del ref
+    plan = [('reference_fp32', ReferenceDiT, False, False, False),
+            ('flowmatch_fp32', DiT, False, False, False),
+            ('flowmatch_bf16', DiT, True, False, False)]
+    if ctx.cuda: plan += [('flowmatch_bf16_fused', DiT, True, True, False), ('flowmatch_bf16_fused_compile', DiT, True, True, True)]
+    elif c['compile']: plan += [('flowmatch_fp32_compile', DiT, False, False, True)]  # CPU: fp32, fast on every CPU (bf16 is not)
+    out['timing'] = 'one variant after the other, median step (CUDA events)'
+    ready = {}  # CPU: variants prepared now, timed together below
+    for name, cls, amp, fused, compiled in plan:
+        need = c['compile_reserve_s'] if compiled else 3 * c['step_budget_s'] + 5
+        if ctx.deadline.left() < need:
+            out['variants'][name] = dict(skipped=f'time budget: {ctx.deadline.left():.0f} s left, this variant needs ~{need:.0f} s'); continue
+        step = None
+        try:  # one failing variant (out of memory, a compiler problem) must not cost the others
+            step, first = _prepare_variant(ctx, cls, amp, fused, compiled)
+            if ctx.cuda:  # one after the other, so each gets its own peak memory
+                r = measure(step, ctx.device, warmup=c['warmup'], budget_s=c['step_budget_s'], min_iters=c['min_iters'])
+                out['variants'][name] = _variant_row(ctx, r, cls, amp, fused, compiled, first, fwd)
+            else: ready[name] = (step, (cls, amp, fused, compiled, first))
+        except Exception as e: out['variants'][name] = _failed(ctx, e, compiled)
+        step = None  # on a GPU: free this variant's model and optimizer before the next one
+        if compiled and ctx.cuda: torch.compiler.reset()   # drop compiled graphs (and the weights they hold on to)
+    if ready:  # a shared CPU: take turns, so that load from other jobs falls on every variant alike
+        rs = measure_round_robin({k: v[0] for k, v in ready.items()}, warmup=c['warmup'], budget_s=c['step_budget_s'],
+                                 min_iters=c['min_iters'])
+        for k, (_, args) in ready.items(): out['variants'][k] = _variant_row(ctx, rs[k], *args, fwd)
+        out['variants'] = {name: out['variants'][name] for name, *_ in plan if name in out['variants']}  # in plan order
+        out['timing'] = 'variants timed in turn (round robin), fastest step of each'
+        del ready
+        torch.compiler.reset()
+    fresh_memory(ctx.device)
+    if not ctx.cuda: out['process_max_rss_gib'] = max_rss_gb()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------- sampling
+def bench_sampling(ctx, report=None):
+    "Forward-only sampling throughput (img x NFE / s) of flowmatch's DiT through `flowmatch.samplers.sample`, and a 50k FID set's time."
+    from flowmatch.dit import DiT, dit_flops
+    from flowmatch.samplers import sample, CountNFE
+    c, B, k = ctx.cfg, ctx.cfg['sample_batch'], ctx.cfg['sample_steps']
+    torch.manual_seed(0)
+    model = CountNFE(DiT(**c['dit']).to(ctx.device).eval().requires_grad_(False))
+    x0 = torch.randn(B, c['dit']['in_channels'], c['dit']['input_size'], c['dit']['input_size'], device=ctx.device)
+    def step():
+        with ctx.amp(ctx.cuda): sample(model, x0, method='euler', steps=k)
+    fresh_memory(ctx.device)
+    r = measure(step, ctx.device, warmup=1, budget_s=c['sample_budget_s'], min_iters=c['min_iters'])
+    calls = 1 + r['iters']
+    nfe = model.nfe / calls  # counted, not assumed: euler takes one model call per step
+    img_nfe_s = B * nfe / ctx.per_call(r)
+    fwd = dit_flops(**c['dit'])
+    out = dict(config=dict(c['dit'], name=c['dit_name']), batch=B, method='euler', steps=k, nfe_per_call=nfe,
+               precision='bf16 autocast' if ctx.cuda else 'fp32', img_nfe_s=img_nfe_s, call_ms=1e3 * ctx.per_call(r),
+               iters=r['iters'], mfu=img_nfe_s * fwd / ctx.peak_flops, peak_mem_gib=peak_memory_gb(ctx.device),
+               fid50k_nfe=FID_NFE, fid50k_dit_s=FID_SAMPLES * FID_NFE / img_nfe_s,
+               latent_shape=[c['dit']['in_channels'], c['dit']['input_size'], c['dit']['input_size']])
+    vae = (report or {}).get('vae', {})
+    if vae.get('latent_shape') == out['latent_shape'] and 'decode' in vae:  # the VAE section decoded latents of this very shape
+        out['fid50k_decode_s'] = FID_SAMPLES / vae['decode']['img_s']
+        out['fid50k_total_s'] = out['fid50k_dit_s'] + out['fid50k_decode_s']
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------- VAE
+def bench_vae(ctx):
+    "Encode and decode throughput of `flowmatch.vae.VAE` (random weights: speed does not depend on them)."
+    from flowmatch.vae import VAE
+    c, B = ctx.cfg, ctx.cfg['vae_batch']
+    torch.manual_seed(0)
+    vae = VAE.from_preset(c['vae_preset']).to(ctx.device).eval().requires_grad_(False)
+    C, S = vae.config.in_channels, c['dit']['input_size'] * vae.downsample  # images whose latents the DiT above trains on
+    x = torch.rand(B, C, S, S, device=ctx.device) * 2 - 1
+    z = torch.randn(B, *vae.latent_shape((C, S, S)), device=ctx.device)
+    out = dict(preset=c['vae_preset'], image_shape=[C, S, S], latent_shape=list(z.shape[1:]), batch=B, params=_params(vae),
+               precision='bf16 autocast' if ctx.cuda else 'fp32')
+    with torch.no_grad():
+        out['flops_per_img'] = dict(encode=_count(lambda: vae.encode(x[:1], sample=False)), decode=_count(lambda: vae.decode(z[:1])))
+    for name, fn in (('encode', lambda: vae.encode(x, sample=False)), ('decode', lambda: vae.decode(z))):
+        fresh_memory(ctx.device)
+        def step():
+            with torch.no_grad(), ctx.amp(ctx.cuda): fn()
+        r = measure(step, ctx.device, warmup=c['warmup'], budget_s=c['vae_budget_s'], min_iters=c['min_iters'])
+        img_s = B / ctx.per_call(r)
+        out[name] = dict(img_s=img_s, batch_ms=1e3 * ctx.per_call(r), iters=r['iters'], peak_mem_gib=peak_memory_gb(ctx.device),
+                         mfu=img_s * out['flops_per_img'][name] / ctx.peak_flops)
+    return out
+
+
+def _count(fn):
+    with FlopCounterMode(display=False) as counter: fn()
+    return counter.get_total_flops()
+
+
+# ---------------------------------------------------------------------------------------------------------------------- latent cache
+def bench_latents(ctx, report=None):
+    "Build a small `flowmatch.latents.LatentCache` from synthetic images, then time its batched loader."
+    from .latent_cache import build_and_time
+    return build_and_time(ctx, report or {})
+
+
+# ---------------------------------------------------------------------------------------------------------------------- overhead
+class _Tensors(torch.utils.data.Dataset):
+    "A map-style dataset of (x, y) over two tensors."
+    def __init__(self, x, y, num_classes=0): self.x, self.y, self.num_classes = x, y, num_classes
+    def __len__(self): return len(self.x)
+    def __getitem__(self, i): return self.x[i], self.y[i]
+
+
+def _trainer_throughput(ctx, model, dataset, batch, warm, steps, lr):
+    "Train with `flowmatch.train.Trainer`; img/s from its own per-step timings after `warm` steps, and over the whole `fit`."
+    from flowmatch.train import Trainer, TrainConfig
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        cfg = TrainConfig(max_steps=warm + steps, batch_size=batch, lr=lr, ema_decay=0.999, checkpoint_every=0, log_every=10**6,
+                          progress=False, output_dir=tmp, seed=0)
+        t0 = time.perf_counter()
+        tr = Trainer(model, dataset, cfg)
+        t1 = time.perf_counter()
+        tr.fit()
+        t2 = time.perf_counter()
+        tr.close()
+        step_s = [batch / r['img_s'] for r in tr.history[warm:]]
+    per_step = min(step_s) if ctx.stat == 'min' else statistics.median(step_s)
+    fit_s = t2 - t1
+    return dict(img_s=batch / per_step, step_ms=1e3 * per_step, iters=len(step_s), init_s=t1 - t0, fit_s=fit_s,
+                fit_fixed_s=max(0.0, fit_s - sum(batch / r['img_s'] for r in tr.history)),
+                note=f"img_s: {ctx.stat} of the Trainer's own per-step timings (data loading, EMA, clipping included); init_s: "
+                     "Trainer(...) (Accelerator, optimizer, EMA copy); fit_fixed_s: the part of fit() outside the steps "
+                     "(run.json, trackers, log lines, final checkpoint)")
+
+
+def _plain_throughput(ctx, model, data, labels, batch, warm, steps, lr):
+    "The same model trained by a hand-written loop: random batch, CondOT flow matching loss, backward, AdamW."
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, foreach=True)  # as the Trainer's optimizer on a CPU
+    g = torch.Generator().manual_seed(0)
+    model.train()
+    def step():
+        i = torch.randint(len(data), (batch,), generator=g)
+        x1 = data[i]
+        x0 = torch.randn(x1.shape, generator=g)
+        t = torch.rand(batch, generator=g)
+        tb = t.view(-1, *[1] * (x1.ndim - 1))
+        kw = {} if labels is None else dict(y=labels[i])
+        loss = (model((1 - tb) * x0 + tb * x1, t, **kw) - (x1 - x0)).pow(2).mean()
+        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+    r = measure(step, ctx.device, warmup=warm, budget_s=0, min_iters=steps, max_iters=steps)  # as many steps as the Trainer
+    return dict(img_s=batch / ctx.per_call(r), step_ms=1e3 * ctx.per_call(r), iters=r['iters'])
+
+
+def bench_overhead(ctx):
+    "CPU: the 2-D toy and a digits-latent-sized DiT trained through `flowmatch.train.Trainer` next to a plain loop."
+    if not ctx.cfg['overhead']: return dict(skipped='measured on the CPU run only, where the small models make overhead visible')
+    from flowmatch.toy import MLPVelocity
+    from flowmatch.data import ToyPoints
+    from flowmatch.dit import DiT
+    c, out = ctx.cfg, {}
+    # 2-D toy: MLPVelocity on moons
+    B, steps = c['toy_batch'], c['toy_steps']
+    toy = ToyPoints('moons', 8 * B, seed=0)
+    torch.manual_seed(0)
+    out['toy'] = dict(model='MLPVelocity()', dataset=f'ToyPoints(moons, {len(toy)})', batch=B, steps=steps,
+                      trainer=_trainer_throughput(ctx, MLPVelocity(), toy, B, 3, steps, 1e-3))
+    torch.manual_seed(0)
+    out['toy']['plain'] = _plain_throughput(ctx, MLPVelocity(), toy.x, None, B, 3, steps, 1e-3)
+    # digits-latent-sized DiT, class-conditional: latents of 32x32 Digits through the 'digits' VAE
+    from flowmatch.vae import VAE
+    zc, zh, _ = VAE.from_preset('digits').latent_shape((1, 32, 32))
+    d, B, steps = dict(c['digits_dit'], in_channels=zc, input_size=zh), c['digits_batch'], c['dit_steps']
+    g = torch.Generator().manual_seed(0)
+    lat = _Tensors(torch.randn(8 * B, d['in_channels'], d['input_size'], d['input_size'], generator=g),
+                   torch.randint(0, d['num_classes'], (8 * B,), generator=g), d['num_classes'])
+    torch.manual_seed(0)
+    out['digits_dit'] = dict(model=dict(d), dataset=f'{len(lat)} synthetic latents {tuple(lat.x.shape[1:])} with labels', batch=B,
+                             steps=steps, trainer=_trainer_throughput(ctx, DiT(**d), lat, B, 2, steps, 1e-4))
+    torch.manual_seed(0)
+    out['digits_dit']['plain'] = _plain_throughput(ctx, DiT(**d), lat.x, lat.y, B, 2, steps, 1e-4)
+    return out
