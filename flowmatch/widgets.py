@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['PATH_SCHEDULERS', 'figure_png', 'Blitter', 'to_uint8', 'image_grid', 'array_png', 'sector_labels', 'fit_conditional',
-           'train_labelled_toy', 'steps_for_nfe', 'plot_particles', 'ExplorerBase', 'Explorer2D', 'explore_2d',
-           'trajectory_gif', 'predict_x1', 'compare_samplers', 'plot_comparison', 'ImageExplorer', 'explore_images',
-           'PathExplorer', 'explore_paths']
+           'train_labelled_toy', 'steps_for_nfe', 'plot_particles', 'ExplorerBase', 'TrajectoryExplorer', 'Explorer2D',
+           'explore_2d', 'trajectory_gif', 'predict_x1', 'compare_samplers', 'plot_comparison', 'ImageExplorer',
+           'explore_images', 'PathExplorer', 'explore_paths']
 
 # %% ../nbs/16_widgets.ipynb #5b04c049
 import io, time, math
@@ -176,7 +176,7 @@ def plot_particles(ax, # matplotlib axes to draw on
     ax.set_xlim(-lim, lim); ax.set_ylim(-lim, lim); ax.set_aspect('equal'); ax.set_xticks([]); ax.set_yticks([])
     return pts
 
-# %% ../nbs/16_widgets.ipynb #8c1ef373
+# %% ../nbs/16_widgets.ipynb #faf88710
 def _nearest(ts:torch.Tensor, t:float): return int((ts.double().cpu() - t).abs().argmin())
 
 class ExplorerBase:
@@ -193,7 +193,14 @@ class ExplorerBase:
         for w in list(vars(self).values()):
             if isinstance(w, W.Widget): close(w)
 
-class Explorer2D(ExplorerBase):
+class TrajectoryExplorer(ExplorerBase):
+    "An explorer over a precomputed trajectory `.traj` with a time slider `.t_slider`."
+    @property
+    def index(self):
+        "Index of the trajectory state nearest to the slider's t."
+        return _nearest(self.traj.ts, self.t_slider.value)
+
+class Explorer2D(TrajectoryExplorer):
     "Interactive 2-D flow: source, target, coupling, sampler, NFE, class and guidance controls, and a slider over t."
     def __init__(self, source:str='gaussian', target:str='eight_gaussians', coupling:str='independent',
                  method:str='heun', nfe:int=8,
@@ -278,11 +285,6 @@ class Explorer2D(ExplorerBase):
                            f'{self.metric[0]} = {self.metric[1]:.3f}')
         self.render()
         return self
-
-    @property
-    def index(self):
-        "Index of the trajectory state nearest to the slider's t."
-        return _nearest(self.traj.ts, self.t_slider.value)
 
     def render(self):
         "Move the particles to the slider's t and redraw the picture into `.image`."
@@ -396,8 +398,8 @@ def plot_comparison(results:dict, # from `compare_samplers`
     fig.subplots_adjust(left=0.06, right=0.99, top=0.99, bottom=0.07, hspace=0.55, wspace=0.06)
     return fig
 
-# %% ../nbs/16_widgets.ipynb #bb3e5c27
-class ImageExplorer(ExplorerBase):
+# %% ../nbs/16_widgets.ipynb #c921a5f8
+class ImageExplorer(TrajectoryExplorer):
     "Watch an image model sample: x_t and the predicted x1_hat along t, class and guidance controls, and a sampler comparison."
     def __init__(self, model, # velocity model(x, t, y=None) on pixels, or on normalised latents when `vae` is given
                  vae=None, # a `flowmatch.vae.VAE` decoding the model's latents; None: the model works in pixel space
@@ -466,11 +468,6 @@ class ImageExplorer(ExplorerBase):
         self.status.value = f'{method}: NFE {self.traj.nfe}, {T1} states, {time.perf_counter() - t0:.2f} s'
         self.render()
         return self
-
-    @property
-    def index(self):
-        "Index of the trajectory state nearest to the slider's t."
-        return _nearest(self.traj.ts, self.t_slider.value)
 
     def grid(self, i:int=None): # state index (default: the slider's)
         "The picture at state i: x_t on the top row, x1_hat below, as a uint8 array."
