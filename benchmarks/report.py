@@ -35,12 +35,26 @@ def section_ratios(report, section):
             if v != 'reference_fp32':
                 add_ratio(report, f'dit_train: {v} / reference_fp32 (img/s)', f'dit_train.variants.{v}.img_s',
                           'dit_train.variants.reference_fp32.img_s')
+        base = 'dit_train.variants.flowmatch_bf16_fused_compile.img_s'
+        for v in ('reference_bf16', 'flowmatch_bf16'):
+            add_ratio(report, f'dit_train: flowmatch_bf16_fused_compile / {v} (img/s)', base, f'dit_train.variants.{v}.img_s')
+        for v in s.get('variants', {}):
+            if v.startswith('flowmatch_bf16_fused_compile_'):
+                add_ratio(report, f'dit_train: {v} / flowmatch_bf16_fused_compile (img/s)', f'dit_train.variants.{v}.img_s', base)
     elif section == 'sampling':
         add_ratio(report, 'sampling: fid50k with VAE decode / DiT only (time)', 'sampling.fid50k_total_s', 'sampling.fid50k_dit_s')
+        for v in s.get('variants', {}):
+            if v != 'eager':
+                add_ratio(report, f'sampling: {v} / eager (img-NFE/s)', f'sampling.variants.{v}.img_nfe_s', 'sampling.variants.eager.img_nfe_s')
+    elif section == 'vae':
+        for k in ('encode', 'decode'):
+            add_ratio(report, f'vae: {k} channels_last / default (img/s)', f'vae.{k}_channels_last.img_s', f'vae.{k}.img_s')
     elif section == 'latents':
         add_ratio(report, 'latents: cache load / training consumption (img/s)', 'latents.load.img_s', 'latents.train_img_s')
         add_ratio(report, 'latents: item-wise DataLoader / training consumption (img/s)', 'latents.load_items.img_s', 'latents.train_img_s')
     elif section == 'overhead':
+        add_ratio(report, 'overhead: Trainer step / bare compiled step (img/s)', 'overhead.trainer.img_s',
+                  'dit_train.variants.flowmatch_bf16_fused_compile.img_s')
         for part in ('toy', 'digits_dit'):
             add_ratio(report, f'overhead: {part} Trainer step / plain loop (img/s)', f'overhead.{part}.trainer.img_s',
                       f'overhead.{part}.plain.img_s')
@@ -100,14 +114,18 @@ def format_section(report, name):
                 ['MFU (forward)', pct(s['mfu'])], ['peak GiB', num(s['peak_mem_gib'])],
                 [f'50k samples x {s["fid50k_nfe"]} NFE, DiT', f"{s['fid50k_dit_s'] / 60:.1f} min"]]
         if 'fid50k_total_s' in s: rows.append(['  + VAE decode of 50k', f"{s['fid50k_total_s'] / 60:.1f} min"])
-        out.append(f"{s['config']['name']}, {s['precision']}, {s['method']}")
+        out.append(f"{s['config']['name']}, {s['precision']}, {s['method']}; best variant: {s['best']}")
         out.append(table(['metric', 'value'], rows))
+        out.append(table(['variant', 'batch', 'img-NFE/s', 'ms/call', 'MFU', 'peak GiB'],
+                         [[k, '-', v.get('skipped') or v.get('error', '')[:80], '', '', ''] if 'img_nfe_s' not in v else
+                          [k, v['batch'], num(v['img_nfe_s']), num(v['call_ms']), pct(v.get('mfu')), num(v['peak_mem_gib'])]
+                          for k, v in s['variants'].items()]))
     elif name == 'vae':
         out.append(f"preset {s['preset']!r} ({s['params']:,} params), images {'x'.join(map(str, s['image_shape']))} -> latents "
                    f"{'x'.join(map(str, s['latent_shape']))}, batch {s['batch']}, {s['precision']}")
         out.append(table(['VAE', 'img/s', 'ms/batch', 'GFLOP/img', 'MFU', 'peak GiB'],
                          [[k, num(s[k]['img_s']), num(s[k]['batch_ms']), num(s['flops_per_img'][k] / 1e9), pct(s[k]['mfu']),
-                           num(s[k]['peak_mem_gib'])] for k in ('encode', 'decode')]))
+                           num(s[k]['peak_mem_gib'])] for k in s['flops_per_img'] if k in s]))
     elif name == 'latents':
         out.append(f"{s['items']} latents {'x'.join(map(str, s['latent_shape']))} ({s['storage_dtype']}, {s['shards']} shards) from "
                    f"{'x'.join(map(str, s['image_shape']))} images through VAE preset {s['vae_preset']!r}; batch {s['batch']}")
@@ -116,6 +134,11 @@ def format_section(report, name):
                 ['load: DataLoader, item by item', num(s['load_items']['img_s']), num(s['load_items']['batch_ms'])]]
         if 'train_img_s' in s: rows.append([f"training consumes ({s['train_source']})", num(s['train_img_s']), '-'])
         out.append(table(['latents', 'img/s', 'ms/batch'], rows))
+    elif name == 'overhead' and 'trainer' in s:
+        t = s['trainer']
+        out.append(f"{s['model']}, batch {s['batch']}: {s['note']}")
+        out.append(table(['training loop', 'img/s', 'ms/step', 'init s', 'fit fixed s', 'peak GiB'],
+                         [['Trainer', num(t['img_s']), num(t['step_ms']), num(t['init_s']), num(t['fit_fixed_s']), num(t['peak_mem_gib'])]]))
     elif name == 'overhead':
         rows = []
         for part in ('toy', 'digits_dit'):

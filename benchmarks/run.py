@@ -2,7 +2,7 @@
 
     python -m benchmarks.run --device cpu --out bench_cpu.json --quick   # smoke run, < 1 min on 2 cores
     python -m benchmarks.run --device cpu --out bench_cpu.json           # a few minutes
-    python -m benchmarks.run --device cuda --out bench_cuda.json         # seed configuration, ~6 min on one GPU
+    python -m benchmarks.run --device cuda --out bench_cuda.json         # seed configuration, ~8 min on one GPU
 """
 import argparse, json, os, platform, sys, time, traceback
 from pathlib import Path
@@ -34,7 +34,7 @@ def _run_section(name, ctx, report):
     fn = dict(dit_train=S.bench_dit_train, vae=S.bench_vae, sampling=S.bench_sampling, latents=S.bench_latents,
               overhead=S.bench_overhead)[name]
     t0 = time.perf_counter()
-    try: out = fn(ctx, report) if name in ('sampling', 'latents') else fn(ctx)
+    try: out = fn(ctx, report) if name in ('sampling', 'latents', 'overhead') else fn(ctx)
     except Exception as e:
         out = dict(error=f'{type(e).__name__}: {e}', traceback=traceback.format_exc())
     out['section_s'] = time.perf_counter() - t0
@@ -49,7 +49,7 @@ def main(argv=None):
     p.add_argument('--only', default='', help=f'comma-separated subset of sections: {",".join(SECTIONS)}')
     p.add_argument('--peak-tflops', type=float, default=None, help='peak FLOP/s (in TFLOP/s) for MFU instead of the built-in one')
     p.add_argument('--threads', type=int, default=None, help='CPU threads for torch (default: torch\'s choice; 1 is steadier on a shared machine)')
-    p.add_argument('--budget', type=float, default=None, help='time budget in seconds (default: 330 on cuda, 45 quick, 600 cpu)')
+    p.add_argument('--budget', type=float, default=None, help='time budget in seconds (default: 480 on cuda, 45 quick, 600 cpu)')
     args = p.parse_args(argv)
     only = [s for s in args.only.split(',') if s]
     bad = [s for s in only if s not in SECTIONS]

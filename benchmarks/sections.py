@@ -36,10 +36,10 @@ def settings(device, quick):
     if device == 'cuda':
         return dict(dit=dict(DIT_PRESETS['celebahq']), dit_name='celebahq (seed)', batch=256, warmup=5, min_iters=10,
                     step_budget_s=6.0, compile=True, compile_reserve_s=150.0,
-                    sample_batch=512, sample_steps=10, sample_budget_s=6.0,
-                    vae_preset='sd', vae_batch=32, vae_budget_s=5.0,
+                    sample_batch=512, sample_batch_compiled=1024, sample_steps=10, sample_budget_s=6.0,
+                    vae_preset='sd', vae_batch=64, vae_budget_s=5.0,
                     cache_items=1024, cache_batch=256, cache_budget_s=2.0,
-                    overhead=False, total_budget_s=330.0)
+                    trainer_warm=8, trainer_steps=40, later_reserve_s=200.0, total_budget_s=480.0)
     if quick:
         return dict(dit=dict(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=4, num_classes=0),
                     dit_name='tiny CPU DiT', batch=16, warmup=1, min_iters=2, step_budget_s=0.4, compile=False, compile_reserve_s=0,
@@ -69,38 +69,72 @@ def count_forward_flops(model, x, t):
 
 
 # ---------------------------------------------------------------------------------------------------------------------- training
-def _train_step(ctx, model, batch, amp, fused):
-    "One flow-matching training step on a fixed latent batch: loss, backward, AdamW step."
+LOSS_STEPS = 1000  # training losses kept per variant: every variant starts from the same weights, batch, noise and times
+LR = 1e-3  # high enough that the loss moves within the few dozen steps of a timing run (speed does not depend on it)
+
+
+@dataclass
+class Variant:
+    "One way of running the training step."
+    name: str
+    cls: type
+    amp: bool = False          # bf16 autocast
+    fused: bool = False        # fused AdamW (CUDA) instead of foreach
+    compiled: str = ''         # '': eager; 'model': torch.compile(model); 'step': the whole loss (path, model, MSE) compiled as one graph
+    mode: str = None           # torch.compile mode
+    batch: int = None          # default: the run's batch
+    extra: bool = False        # run only when the later sections keep their time (`later_reserve_s`)
+
+    def label(self):
+        return dict(model='reference' if self.cls is ReferenceDiT else 'flowmatch', precision='bf16 autocast' if self.amp else 'fp32',
+                    optimizer='AdamW fused' if self.fused else 'AdamW foreach', compiled=self.compiled or False,
+                    compile_mode=self.mode or ('default' if self.compiled else None))
+
+
+def _train_step(ctx, model, batch, v, losses):
+    "One flow-matching training step on a fixed latent batch: loss, backward, AdamW step; the first losses go to `losses`."
+    import torch.nn.functional as F
     from flowmatch.train import flow_matching_loss
+    from flowmatch.paths import AffinePath, UniformTime
     cfg = ctx.cfg['dit']
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, **(dict(fused=True) if fused else dict(foreach=True)))
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, **(dict(fused=True) if v.fused else dict(foreach=True)))
     x1 = torch.randn(batch, cfg['in_channels'], cfg['input_size'], cfg['input_size'], device=ctx.device)
     g = torch.Generator(ctx.device).manual_seed(0)
+    if v.compiled == 'step':  # the random draws stay outside (a generator does not trace); path, model and loss form one graph
+        path, times = AffinePath(), UniformTime()
+        def inner(x0, x1, t):
+            ps = path.sample(x0, x1, t)
+            return F.mse_loss(model(ps.xt, ps.t).float(), ps.ut.float())
+        inner = torch.compile(inner, mode=v.mode)
+        def loss_fn():   # the same draws, in the same order, as flow_matching_loss
+            x0 = torch.randn(x1.shape, generator=g, device=x1.device, dtype=x1.dtype)
+            return inner(x0, x1, times(batch, device=x1.device, generator=g))
+    else:
+        loss_fn = lambda: flow_matching_loss(model, x1, generator=g)
     def step():
-        with ctx.amp(amp): loss = flow_matching_loss(model, x1, generator=g)
+        with ctx.amp(v.amp): loss = loss_fn()
         loss.backward()
         opt.step(); opt.zero_grad(set_to_none=True)
+        if len(losses) < LOSS_STEPS: losses.append(loss.detach())
     return step
 
 
-def _prepare_variant(ctx, cls, amp, fused, compiled):
+def _prepare_variant(ctx, v, losses):
     "A fresh model and optimizer; returns its training step (already run once: with torch.compile, the compilation) and that time."
     fresh_memory(ctx.device)
     torch.manual_seed(0)
-    model = cls(**ctx.cfg['dit']).to(ctx.device).train()
-    if compiled: model = torch.compile(model)
-    step = _train_step(ctx, model, ctx.cfg['batch'], amp, fused)
+    model = v.cls(**ctx.cfg['dit']).to(ctx.device).train()
+    if v.compiled == 'model': model = torch.compile(model, mode=v.mode)
+    step = _train_step(ctx, model, v.batch or ctx.cfg['batch'], v, losses)
     t0 = time.perf_counter()
     step(); sync(ctx.device)
     return step, time.perf_counter() - t0
 
 
-def _variant_row(ctx, r, cls, amp, fused, compiled, first, fwd):
-    B, per = ctx.cfg['batch'], ctx.per_call(r)
-    return dict(model='reference' if cls is ReferenceDiT else 'flowmatch', precision='bf16 autocast' if amp else 'fp32',
-                optimizer='AdamW fused' if fused else 'AdamW foreach', compiled=compiled, img_s=B / per, step_ms=1e3 * per,
-                median_step_ms=1e3 * r['median_s'], iters=r['iters'], first_step_s=first, mfu=B / per * 3 * fwd / ctx.peak_flops,
-                peak_mem_gib=peak_memory_gb(ctx.device))
+def _variant_row(ctx, r, v, first, fwd):
+    B, per = v.batch or ctx.cfg['batch'], ctx.per_call(r)
+    return dict(v.label(), batch=B, img_s=B / per, step_ms=1e3 * per, median_step_ms=1e3 * r['median_s'], iters=r['iters'],
+                first_step_s=first, mfu=B / per * 3 * fwd / ctx.peak_flops, peak_mem_gib=peak_memory_gb(ctx.device))
 
 
 def _failed(ctx, e, compiled):
@@ -110,79 +144,135 @@ def _failed(ctx, e, compiled):
     return dict(error=why, traceback=traceback.format_exc())
 
 
+def _plan(ctx):
+    from flowmatch.dit import DiT
+    plan = [Variant('reference_fp32', ReferenceDiT), Variant('flowmatch_fp32', DiT), Variant('flowmatch_bf16', DiT, amp=True)]
+    if ctx.cuda:
+        B = ctx.cfg['batch']
+        plan[1:1] = [Variant('reference_bf16', ReferenceDiT, amp=True)]
+        plan += [Variant('flowmatch_bf16_fused', DiT, True, True),
+                 Variant('flowmatch_bf16_fused_compile', DiT, True, True, 'model'),
+                 Variant('flowmatch_bf16_fused_compile_step', DiT, True, True, 'step'),
+                 Variant(f'flowmatch_bf16_fused_compile_b{2 * B}', DiT, True, True, 'model', batch=2 * B, extra=True),
+                 Variant('flowmatch_bf16_fused_compile_max_autotune', DiT, True, True, 'model', mode='max-autotune-no-cudagraphs',
+                         extra=True)]
+    elif ctx.cfg['compile']: plan += [Variant('flowmatch_fp32_compile', DiT, compiled='model')]  # CPU: fp32, fast on every CPU
+    return plan
+
+
+def _loss_agreement(curves, batch):
+    "Each variant's first losses next to flowmatch_fp32's (same weights, batch, noise and times): the largest relative difference."
+    base = curves.get('flowmatch_fp32')
+    if not base: return {}
+    out = dict(flowmatch_fp32=base, note='losses of the first steps, every variant from the same start; max_rel_diff = max over '
+               'the steps both ran of |loss - fp32 loss| / fp32 loss; fp32_first_last: how far the fp32 loss moved over those steps')
+    for k, c in curves.items():
+        if k == 'flowmatch_fp32' or k.startswith('reference') or batch.get(k) != batch['flowmatch_fp32']: continue
+        n = min(len(c), len(base))
+        out[k] = dict(steps=n, max_rel_diff=max(abs(a - b) / abs(b) for a, b in zip(c, base)),
+                      fp32_first_last=[base[0], base[n - 1]], last=c[n - 1], losses=c[:n])
+    return out
+
+
 def bench_dit_train(ctx):
-    "Training img/s of flowmatch's DiT in each precision/compile variant next to a plain fp32 eager reference DiT."
+    "Training img/s of flowmatch's DiT in each precision/compile variant next to a plain reference DiT."
     from flowmatch.dit import DiT, dit_flops
-    c, B = ctx.cfg, ctx.cfg['batch']
+    c = ctx.cfg
     fwd = dit_flops(**c['dit'])
     ref = ReferenceDiT(**c['dit']).to(ctx.device)
     x1 = torch.randn(1, c['dit']['in_channels'], c['dit']['input_size'], c['dit']['input_size'], device=ctx.device)
     counted = count_forward_flops(ref, x1, torch.rand(1, device=ctx.device))
-    out = dict(config=dict(c['dit'], name=c['dit_name']), batch=B, device=ctx.device,
+    out = dict(config=dict(c['dit'], name=c['dit_name']), batch=c['batch'], device=ctx.device,
                params=dict(flowmatch=_params(DiT(**c['dit'])), reference=_params(ref)),
                flops_per_img=dict(forward_formula=fwd, forward_counted_reference=counted, train=3 * fwd,
                                   note='flowmatch.dit.dit_flops; training = 3 x forward (backward = 2 x forward)'),
                variants={})
     del ref
-    plan = [('reference_fp32', ReferenceDiT, False, False, False),
-            ('flowmatch_fp32', DiT, False, False, False),
-            ('flowmatch_bf16', DiT, True, False, False)]
-    if ctx.cuda: plan += [('flowmatch_bf16_fused', DiT, True, True, False), ('flowmatch_bf16_fused_compile', DiT, True, True, True)]
-    elif c['compile']: plan += [('flowmatch_fp32_compile', DiT, False, False, True)]  # CPU: fp32, fast on every CPU (bf16 is not)
+    plan = _plan(ctx)
     out['timing'] = 'one variant after the other, median step (CUDA events)'
-    ready = {}  # CPU: variants prepared now, timed together below
-    for name, cls, amp, fused, compiled in plan:
-        need = c['compile_reserve_s'] if compiled else 3 * c['step_budget_s'] + 5
+    ready, curves, batches = {}, {}, {}  # CPU: variants prepared now, timed together below
+    for v in plan:
+        need = (c['compile_reserve_s'] if v.compiled else 3 * c['step_budget_s'] + 5) + (c.get('later_reserve_s', 0) if v.extra else 0)
         if ctx.deadline.left() < need:
-            out['variants'][name] = dict(skipped=f'time budget: {ctx.deadline.left():.0f} s left, this variant needs ~{need:.0f} s'); continue
-        step = None
+            out['variants'][v.name] = dict(skipped=f'time budget: {ctx.deadline.left():.0f} s left, this variant needs ~{need:.0f} s')
+            continue
+        step, losses = None, []
         try:  # one failing variant (out of memory, a compiler problem) must not cost the others
-            step, first = _prepare_variant(ctx, cls, amp, fused, compiled)
+            step, first = _prepare_variant(ctx, v, losses)
             if ctx.cuda:  # one after the other, so each gets its own peak memory
                 r = measure(step, ctx.device, warmup=c['warmup'], budget_s=c['step_budget_s'], min_iters=c['min_iters'])
-                out['variants'][name] = _variant_row(ctx, r, cls, amp, fused, compiled, first, fwd)
-            else: ready[name] = (step, (cls, amp, fused, compiled, first))
-        except Exception as e: out['variants'][name] = _failed(ctx, e, compiled)
+                out['variants'][v.name] = _variant_row(ctx, r, v, first, fwd)
+            else: ready[v.name] = (step, v, first)
+            curves[v.name], batches[v.name] = losses, v.batch or c['batch']
+        except Exception as e: out['variants'][v.name] = _failed(ctx, e, v.compiled)
         step = None  # on a GPU: free this variant's model and optimizer before the next one
-        if compiled and ctx.cuda: torch.compiler.reset()   # drop compiled graphs (and the weights they hold on to)
+        if v.compiled and ctx.cuda: torch.compiler.reset()   # drop compiled graphs (and the weights they hold on to)
     if ready:  # a shared CPU: take turns, so that load from other jobs falls on every variant alike
-        rs = measure_round_robin({k: v[0] for k, v in ready.items()}, warmup=c['warmup'], budget_s=c['step_budget_s'],
+        rs = measure_round_robin({k: s for k, (s, *_) in ready.items()}, warmup=c['warmup'], budget_s=c['step_budget_s'],
                                  min_iters=c['min_iters'])
-        for k, (_, args) in ready.items(): out['variants'][k] = _variant_row(ctx, rs[k], *args, fwd)
-        out['variants'] = {name: out['variants'][name] for name, *_ in plan if name in out['variants']}  # in plan order
+        for k, (_, v, first) in ready.items(): out['variants'][k] = _variant_row(ctx, rs[k], v, first, fwd)
+        out['variants'] = {v.name: out['variants'][v.name] for v in plan if v.name in out['variants']}  # in plan order
         out['timing'] = 'variants timed in turn (round robin), fastest step of each'
         del ready
         torch.compiler.reset()
+    out['loss_agreement'] = _loss_agreement({k: [float(l) for l in ls] for k, ls in curves.items()}, batches)
     fresh_memory(ctx.device)
     if not ctx.cuda: out['process_max_rss_gib'] = max_rss_gb()
     return out
 
 
 # ---------------------------------------------------------------------------------------------------------------------- sampling
-def bench_sampling(ctx, report=None):
-    "Forward-only sampling throughput (img x NFE / s) of flowmatch's DiT through `flowmatch.samplers.sample`, and a 50k FID set's time."
-    from flowmatch.dit import DiT, dit_flops
+def _sampling_variant(ctx, B, compiled):
+    "img-NFE/s of Euler sampling with flowmatch's DiT at batch B, eager or with torch.compile."
+    from flowmatch.dit import DiT
     from flowmatch.samplers import sample, CountNFE
-    c, B, k = ctx.cfg, ctx.cfg['sample_batch'], ctx.cfg['sample_steps']
+    c, k = ctx.cfg, ctx.cfg['sample_steps']
+    fresh_memory(ctx.device)
     torch.manual_seed(0)
-    model = CountNFE(DiT(**c['dit']).to(ctx.device).eval().requires_grad_(False))
+    net = DiT(**c['dit']).to(ctx.device).eval().requires_grad_(False)
+    model = CountNFE(torch.compile(net) if compiled else net)
     x0 = torch.randn(B, c['dit']['in_channels'], c['dit']['input_size'], c['dit']['input_size'], device=ctx.device)
     def step():
         with ctx.amp(ctx.cuda): sample(model, x0, method='euler', steps=k)
-    fresh_memory(ctx.device)
+    t0 = time.perf_counter()
+    step(); sync(ctx.device)
+    first = time.perf_counter() - t0
     r = measure(step, ctx.device, warmup=1, budget_s=c['sample_budget_s'], min_iters=c['min_iters'])
-    calls = 1 + r['iters']
-    nfe = model.nfe / calls  # counted, not assumed: euler takes one model call per step
+    nfe = model.nfe / (2 + r['iters'])  # counted, not assumed: euler takes one model call per step
     img_nfe_s = B * nfe / ctx.per_call(r)
+    out = dict(batch=B, compiled=compiled, nfe_per_call=nfe, img_nfe_s=img_nfe_s, call_ms=1e3 * ctx.per_call(r), iters=r['iters'],
+               first_call_s=first, peak_mem_gib=peak_memory_gb(ctx.device))
+    if compiled: torch.compiler.reset()
+    return out
+
+
+def bench_sampling(ctx, report=None):
+    "Forward-only sampling throughput (img x NFE / s) of flowmatch's DiT through `flowmatch.samplers.sample`, and a 50k FID set's time."
+    from flowmatch.dit import dit_flops
+    c = ctx.cfg
     fwd = dit_flops(**c['dit'])
-    out = dict(config=dict(c['dit'], name=c['dit_name']), batch=B, method='euler', steps=k, nfe_per_call=nfe,
-               precision='bf16 autocast' if ctx.cuda else 'fp32', img_nfe_s=img_nfe_s, call_ms=1e3 * ctx.per_call(r),
-               iters=r['iters'], mfu=img_nfe_s * fwd / ctx.peak_flops, peak_mem_gib=peak_memory_gb(ctx.device),
-               fid50k_nfe=FID_NFE, fid50k_dit_s=FID_SAMPLES * FID_NFE / img_nfe_s,
+    plan = [('eager', c['sample_batch'], False)]
+    if ctx.cuda: plan.append((f"compile_b{c['sample_batch_compiled']}", c['sample_batch_compiled'], True))
+    variants = {}
+    for name, B, compiled in plan:
+        if compiled and ctx.deadline.left() < c['compile_reserve_s'] / 2:
+            variants[name] = dict(skipped=f'time budget: {ctx.deadline.left():.0f} s left'); continue
+        try: variants[name] = _sampling_variant(ctx, B, compiled)
+        except Exception as e:
+            if name == 'eager': raise
+            variants[name] = _failed(ctx, e, compiled)
+        variants[name].get('img_nfe_s') and variants[name].update(mfu=variants[name]['img_nfe_s'] * fwd / ctx.peak_flops)
+    best_name = max((k for k in variants if 'img_nfe_s' in variants[k]), key=lambda k: variants[k]['img_nfe_s'])
+    best = variants[best_name]
+    out = dict(config=dict(c['dit'], name=c['dit_name']), method='euler', steps=c['sample_steps'],
+               precision='bf16 autocast' if ctx.cuda else 'fp32', best=best_name, variants=variants,
+               **{k: best[k] for k in ('batch', 'nfe_per_call', 'img_nfe_s', 'call_ms', 'iters', 'mfu', 'peak_mem_gib')},
+               fid50k_nfe=FID_NFE, fid50k_dit_s=FID_SAMPLES * FID_NFE / best['img_nfe_s'],
                latent_shape=[c['dit']['in_channels'], c['dit']['input_size'], c['dit']['input_size']])
     vae = (report or {}).get('vae', {})
     if vae.get('latent_shape') == out['latent_shape'] and 'decode' in vae:  # the VAE section decoded latents of this very shape
-        out['fid50k_decode_s'] = FID_SAMPLES / vae['decode']['img_s']
+        dec = max(v['img_s'] for k, v in vae.items() if k.startswith('decode') and isinstance(v, dict) and 'img_s' in v)
+        out['fid50k_decode_s'] = FID_SAMPLES / dec
         out['fid50k_total_s'] = out['fid50k_dit_s'] + out['fid50k_decode_s']
     return out
 
@@ -201,7 +291,14 @@ def bench_vae(ctx):
                precision='bf16 autocast' if ctx.cuda else 'fp32')
     with torch.no_grad():
         out['flops_per_img'] = dict(encode=_count(lambda: vae.encode(x[:1], sample=False)), decode=_count(lambda: vae.decode(z[:1])))
-    for name, fn in (('encode', lambda: vae.encode(x, sample=False)), ('decode', lambda: vae.decode(z))):
+    runs = [('encode', lambda: vae.encode(x, sample=False)), ('decode', lambda: vae.decode(z))]
+    if ctx.cuda:  # channels-last convolutions: the layout tensor cores read without transposes
+        cl = torch.channels_last
+        xc, zc = x.to(memory_format=cl), z.to(memory_format=cl)
+        runs += [('encode_channels_last', lambda: vae.encode(xc, sample=False)), ('decode_channels_last', lambda: vae.decode(zc))]
+        out['flops_per_img'].update(encode_channels_last=out['flops_per_img']['encode'], decode_channels_last=out['flops_per_img']['decode'])
+    for name, fn in runs:
+        if name.endswith('channels_last'): vae.to(memory_format=torch.channels_last)
         fresh_memory(ctx.device)
         def step():
             with torch.no_grad(), ctx.amp(ctx.cuda): fn()
@@ -232,12 +329,12 @@ class _Tensors(torch.utils.data.Dataset):
     def __getitem__(self, i): return self.x[i], self.y[i]
 
 
-def _trainer_throughput(ctx, model, dataset, batch, warm, steps, lr):
+def _trainer_throughput(ctx, model, dataset, batch, warm, steps, lr, **config):
     "Train with `flowmatch.train.Trainer`; img/s from its own per-step timings after `warm` steps, and over the whole `fit`."
     from flowmatch.train import Trainer, TrainConfig
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         cfg = TrainConfig(max_steps=warm + steps, batch_size=batch, lr=lr, ema_decay=0.999, checkpoint_every=0, log_every=10**6,
-                          progress=False, output_dir=tmp, seed=0)
+                          progress=False, output_dir=tmp, seed=0, **config)
         t0 = time.perf_counter()
         tr = Trainer(model, dataset, cfg)
         t1 = time.perf_counter()
@@ -272,9 +369,35 @@ def _plain_throughput(ctx, model, data, labels, batch, warm, steps, lr):
     return dict(img_s=batch / ctx.per_call(r), step_ms=1e3 * ctx.per_call(r), iters=r['iters'])
 
 
-def bench_overhead(ctx):
-    "CPU: the 2-D toy and a digits-latent-sized DiT trained through `flowmatch.train.Trainer` next to a plain loop."
-    if not ctx.cfg['overhead']: return dict(skipped='measured on the CPU run only, where the small models make overhead visible')
+class _DeviceTensors(_Tensors):
+    "Latents already in GPU memory, read by the Trainer with one gather per batch (as a latent cache held on the GPU)."
+    def get_batch(self, idx): idx = idx.to(self.x.device); return self.x[idx], self.y[idx]
+
+
+def _trainer_on_gpu(ctx, report):
+    "The seed DiT trained by the full `Trainer` (bf16, compiled, fused AdamW, clipping, EMA, per-step log) next to the bare step."
+    from flowmatch.dit import DiT
+    c, B, d = ctx.cfg, ctx.cfg['batch'], ctx.cfg['dit']
+    if ctx.deadline.left() < c['compile_reserve_s']: return dict(skipped=f'time budget: {ctx.deadline.left():.0f} s left')
+    g = torch.Generator(ctx.device).manual_seed(0)
+    n = 16 * B
+    data = _DeviceTensors(torch.randn(n, d['in_channels'], d['input_size'], d['input_size'], device=ctx.device, generator=g),
+                          torch.zeros(n, dtype=torch.long, device=ctx.device))
+    torch.manual_seed(0)
+    fresh_memory(ctx.device)
+    tr = _trainer_throughput(ctx, DiT(**d), data, B, c['trainer_warm'], c['trainer_steps'], 1e-4,
+                             mixed_precision='bf16', compile=True)
+    tr['peak_mem_gib'] = peak_memory_gb(ctx.device)
+    torch.compiler.reset()
+    return dict(model=c['dit_name'], batch=B, trainer=tr, bare_step='dit_train.variants.flowmatch_bf16_fused_compile',
+                note='Trainer: data gather, loss, backward, clip_grad_norm 1.0, fused AdamW, fp32 EMA, loss.item() and a log '
+                     'record every step; bare step: loss, backward, fused AdamW on a fixed batch')
+
+
+def bench_overhead(ctx, report=None):
+    "The Trainer next to a bare loop: on a CPU the 2-D toy and a digits-latent-sized DiT; on a GPU the seed DiT, compiled."
+    if ctx.cuda: return _trainer_on_gpu(ctx, report or {})
+    if not ctx.cfg['overhead']: return dict(skipped='not part of this run')
     from flowmatch.toy import MLPVelocity
     from flowmatch.data import ToyPoints
     from flowmatch.dit import DiT

@@ -96,3 +96,48 @@ def test_benchmarks_are_not_installed_with_flowmatch():
     assert include, 'setup.py should list the packages it installs with find_packages(include=[...])'
     pkgs = setuptools.find_packages(where=str(ROOT), include=ast.literal_eval(include.group(1)))
     assert 'flowmatch' in pkgs and not any(p.startswith('benchmarks') for p in pkgs), pkgs
+
+
+def test_gpu_plan_runs_on_a_cpu(monkeypatch):
+    """The branches only `--device cuda` takes (more variants, whole-step compile, compiled sampling, channels-last VAE, the
+    Trainer-vs-bare-step section) run here at the smoke run's sizes, so that a GPU run does not meet them for the first time.
+    torch.compile uses the light `aot_eager` backend here: this checks the plumbing, not inductor."""
+    import torch
+    from benchmarks import sections as S
+    from benchmarks.report import section_ratios, format_section
+    from benchmarks.timing import Deadline
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, 'compile', lambda fn=None, mode=None, **kw: compile_(fn, **dict(kw, backend='aot_eager')))
+
+    class GpuLike(S.Context):   # the cuda plan and statistics, on this CPU
+        cuda = property(lambda self: True)
+        stat = property(lambda self: 'median')
+    cfg = dict(S.settings('cpu', True), compile_reserve_s=1, later_reserve_s=0, sample_batch_compiled=32, trainer_warm=2,
+               trainer_steps=3, step_budget_s=0.1, sample_budget_s=0.1, vae_budget_s=0.1)
+    ctx = GpuLike('cpu', True, 1e11, Deadline(1e9), cfg)
+    rep = {}
+    for name, fn in [('dit_train', S.bench_dit_train), ('vae', S.bench_vae), ('sampling', S.bench_sampling), ('overhead', S.bench_overhead)]:
+        rep[name] = fn(ctx, rep) if name in ('sampling', 'overhead') else fn(ctx)
+        rep[name]['section_s'] = 0.0
+        section_ratios(rep, name)
+        assert 'ERROR' not in format_section(rep, name), format_section(rep, name)
+    d = rep['dit_train']
+    names = [v.name for v in S._plan(ctx)]
+    assert list(d['variants']) == names and len(names) == 9
+    for v in d['variants'].values(): assert positive(v['img_s']), v
+    assert d['variants']['flowmatch_bf16_fused_compile_b32']['batch'] == 32
+    # every flowmatch variant started from the same weights, batch, noise and times: the first losses agree with fp32
+    agree = d['loss_agreement']
+    for k in names[2:]:
+        if k.startswith('flowmatch_bf16') and not k.endswith('_b32'):
+            assert agree[k]['steps'] >= 3 and agree[k]['max_rel_diff'] < 0.02, (k, agree[k])
+    assert 'flowmatch_bf16_fused_compile_b32' not in agree                     # another batch: another loss curve
+    assert agree['flowmatch_bf16']['losses'][0] == pytest.approx(agree['flowmatch_fp32'][0], rel=1e-3)
+    s = rep['sampling']
+    assert set(s['variants']) == {'eager', 'compile_b32'} and s['variants']['compile_b32']['nfe_per_call'] == s['steps']
+    assert s['img_nfe_s'] == max(v['img_nfe_s'] for v in s['variants'].values())
+    for k in ('encode_channels_last', 'decode_channels_last'): assert positive(rep['vae'][k]['img_s'])
+    o = rep['overhead']
+    assert o['trainer']['iters'] == 3 and positive(o['trainer']['img_s'])
+    r = rep['ratios']['overhead: Trainer step / bare compiled step (img/s)']
+    assert r['value'] == pytest.approx(o['trainer']['img_s'] / d['variants']['flowmatch_bf16_fused_compile']['img_s'])
