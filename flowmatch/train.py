@@ -14,7 +14,7 @@ from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.utils.data import DataLoader
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
+from accelerate.state import AcceleratorState, GradientState, PartialState
 from accelerate.utils import set_seed, is_tensorboard_available
 from safetensors.torch import save_file, load_file, save_model as save_safetensors_model, load_model as load_safetensors_model
 from tqdm.auto import tqdm
@@ -229,8 +229,9 @@ class NonFiniteLossError(FloatingPointError):
     "Raised when the loss is NaN or infinite and `nan_policy='stop'`."
 
 def _release_single_process_state():
-    "Forget accelerate's global state left by an earlier single-process `Accelerator`, so new settings can take effect."
-    if AcceleratorState._shared_state and not torch.distributed.is_initialized():
+    "Forget accelerate's global state left by an earlier single-process `Accelerator` or `PartialState`, so new settings take effect."
+    # a launched (forked) process inherits this state: a single-process one left here would keep every child on its own
+    if (AcceleratorState._shared_state or PartialState._shared_state) and not torch.distributed.is_initialized():
         AcceleratorState._reset_state(reset_partial_state=True); GradientState._reset_state()
 
 def _adamw(model, cfg, device):
