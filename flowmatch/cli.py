@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser('demo', help="the embedded default: train the digits model end to end and write pictures and numbers",
                        description="Train the digits model end to end on this machine; write pictures and metrics to OUT.")
     s.add_argument('out', nargs='?', default='out/demo', help="output folder (default: out/demo)")
+    s.add_argument('overrides', nargs='*', metavar='key=value', help="override values of configs/digits.yaml, e.g. train.max_steps=500")
     s = sub.add_parser('run', help="the whole pipeline of a config: VAE, latents, training, samples, evaluation",
                        description="Run every stage CONFIG needs, skipping the ones already done.")
     _add_run_args(s)
@@ -192,9 +193,12 @@ def cmd_encode(args):
     return 0
 
 def cmd_demo(args):
-    "flowmatch demo [OUT]"
+    "flowmatch demo [OUT] [key=value ...]"
+    import torch
     from flowmatch import recipe
-    recipe.demo(args.out)
+    # the demo's models are small: one thread beats several contending for a shared CPU (unless the user chose a number)
+    if 'OMP_NUM_THREADS' not in os.environ: torch.set_num_threads(1)
+    recipe.demo(args.out, args.overrides)
     return 0
 
 def cmd_run(args):

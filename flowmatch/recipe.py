@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['STAGES', 'train_vae', 'encode_latents', 'latent_stats', 'training_data', 'train', 'Trained', 'load_trained',
-           'generate', 'sample_grid', 'trajectory_figure', 'evaluate', 'run', 'solver_table', 'format_table', 'demo']
+           'generate', 'sample_grid', 'trajectory_figure', 'trajectory_animation', 'evaluate', 'run', 'solver_table',
+           'format_table', 'demo']
 
 # %% ../nbs/12_recipe.ipynb #21257e2d
 import os, io, json, time, math, shutil, copy, contextlib
@@ -17,7 +18,7 @@ from accelerate import PartialState
 from .config import *
 from .config import MODELS, Config
 from .paths import AffinePath
-from .samplers import sample, ClassifierFreeGuidance, CountNFE
+from .samplers import sample, ClassifierFreeGuidance, CountNFE, Trajectory
 from .vae import VAE, train_vae as _fit_vae, reconstruction_psnr
 from .latents import LatentCache
 from .train import Trainer, image_grid, save_png, read_log
@@ -189,20 +190,22 @@ def _big(grid, side=512):
     k = max(1, side // max(grid.shape[-2:]))
     return F.interpolate(grid[None], scale_factor=k, mode='nearest')[0] if k > 1 else grid
 
+def _guided_trajectory(cfg, tr, n, seed, steps):
+    "The guided model, its conditioning and the `Trajectory` of `n` samples (classes 0, 1, ... for class models)."
+    s, K = cfg.sample, tr.num_classes
+    dev = next(tr.model.parameters()).device
+    model = ClassifierFreeGuidance(tr.model, s.guidance, {'y': K}) if K and s.guidance != 1 else tr.model
+    cond = dict(y=torch.arange(n, device=dev) % K) if K else {}
+    x0 = torch.randn((n, *tr.shape), generator=torch.Generator().manual_seed(seed)).to(dev)
+    return model, cond, sample(model, x0, method='euler' if s.method == 'dopri5' else s.method, steps=steps, return_trajectory=True, **cond)
+
 @torch.no_grad()
 def trajectory_figure(cfg:Config, trained:Trained=None, n:int=5, # samples (classes 0..n-1 for class models)
                       times=(0., .2, .4, .6, .8, 1.), seed:int=0, steps:int=None):
     "Figure: x_t decoded along t (top rows) and the predicted end point x1_hat(x_t, t) (bottom rows)."
     import matplotlib.pyplot as plt
     tr = trained or load_trained(cfg)
-    s, K = cfg.sample, tr.num_classes
-    dev = next(tr.model.parameters()).device
-    labels = torch.arange(n, device=dev) % K if K else None
-    model = ClassifierFreeGuidance(tr.model, s.guidance, {'y': K}) if K and s.guidance != 1 else tr.model
-    cond = {} if labels is None else dict(y=labels)
-    steps = steps or max(10, s.steps)
-    x0 = torch.randn((n, *tr.shape), generator=torch.Generator().manual_seed(seed)).to(dev)
-    traj = sample(model, x0, method='euler' if s.method == 'dopri5' else s.method, steps=steps, return_trajectory=True, **cond)
+    model, cond, traj = _guided_trajectory(cfg, tr, n, seed, steps or max(10, cfg.sample.steps))
     idx = [int(torch.argmin((traj.ts - t).abs())) for t in times]
     path, xt, x1 = AffinePath(), [], []
     for i in idx:
@@ -218,6 +221,20 @@ def trajectory_figure(cfg:Config, trained:Trained=None, n:int=5, # samples (clas
         ax.set_xlabel('t')
     fig.tight_layout()
     return fig
+
+@torch.no_grad()
+def trajectory_animation(cfg:Config, # the run's config (images: a VAE or pixel space)
+                         path, # where the .gif goes
+                         trained:Trained=None, # a loaded run (default: `load_trained(cfg)`)
+                         n:int=10, # samples, one per class for class models
+                         steps:int=None, # solver steps = frames - 1 (default: at least 24, for smooth motion)
+                         seed:int=0, fps:int=8):
+    "Animated GIF of `n` guided samples travelling from noise to images, every solver state decoded; returns the path."
+    from flowmatch.widgets import trajectory_gif  # the explorer chapter's GIF writer (matplotlib + Pillow)
+    tr = trained or load_trained(cfg)
+    _, _, traj = _guided_trajectory(cfg, tr, n, seed, steps or max(24, cfg.sample.steps))
+    frames = torch.stack([tr.decode(x) for x in traj.xs]).cpu()  # (T+1, n, C, H, W) in [-1, 1]
+    return trajectory_gif(Trajectory(frames, traj.ts, traj.nfe), path, fps=fps, n=n)
 
 # %% ../nbs/12_recipe.ipynb #96c9c59f
 def _to32(x): return x if x.shape[-1] == 32 else F.interpolate(x, size=(32, 32), mode='bilinear', align_corners=False).clamp(-1, 1)
@@ -307,6 +324,7 @@ def run(cfg:Config, # the run's config
             else:
                 save_png(sample_grid(cfg, trained), o / 'samples.png')
                 save_png(trajectory_figure(cfg, trained), o / 'trajectory.png')
+                trajectory_animation(cfg, o / 'trajectory.gif', trained)
             metrics['sample'] = dict(config=cfg.sample.to_dict())
         elif stage == 'eval':
             trained = trained or load_trained(cfg)
@@ -351,7 +369,7 @@ def format_table(rows, keys=('method', 'tol', 'nfe', 'digits_fid', 'class_accura
 # %% ../nbs/12_recipe.ipynb #b95999e1
 def demo(out_dir='out/demo', # where the run goes
          overrides=()): # extra 'key=value' overrides of configs/digits.yaml
-    "Train and measure the digits latent DiT end to end; writes samples.png, trajectory.png and metrics.json to `out_dir`."
+    "Train and measure the digits latent DiT end to end; writes samples.png, trajectory.png, trajectory.gif and metrics.json to `out_dir`."
     t0 = time.perf_counter()
     cfg = load_config('digits', [f'output_dir={out_dir}', *overrides])
     metrics = run(cfg)
