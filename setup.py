@@ -25,7 +25,9 @@ setuptools.setup(
                  'Natural Language :: ' + cfg['language']] +
                 ['Programming Language :: Python :: ' + v for v in py_versions[py_versions.index(min_python):]],
     url=cfg['git_url'],
-    packages=setuptools.find_packages(include=['flowmatch', 'flowmatch.*']),
+    packages=setuptools.find_packages(include=['flowmatch', 'flowmatch.*']) + ['flowmatch.configs'],
+    package_dir={'flowmatch.configs': 'configs'},  # configs/*.yaml ship inside the package: `flowmatch demo` works when installed
+    package_data={'flowmatch.configs': ['*.yaml']},
     include_package_data=True,
     install_requires=reqs('requirements'),
     extras_require={'dev': reqs('dev_requirements'),

@@ -320,7 +320,9 @@ class Config(_Section):
 
 # %% ../nbs/11_config.ipynb #25ba99fd
 import flowmatch
-CONFIG_DIR = Path(flowmatch.__file__).resolve().parent.parent / 'configs'  # the configs/ folder of the checkout
+_PKG = Path(flowmatch.__file__).resolve().parent
+# installed: the YAML files ship as the package `flowmatch.configs`; in a checkout they are its `configs/` folder
+CONFIG_DIR = _PKG / 'configs' if (_PKG / 'configs').is_dir() else _PKG.parent / 'configs'
 
 def config_path(name_or_path) -> Path:
     "A YAML file: the path itself, the `config.yaml` of a run folder, or `configs/<name>.yaml` of the flowmatch checkout."

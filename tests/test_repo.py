@@ -1,5 +1,5 @@
 "Repository hygiene: what nbdev and the README generator promise, checked on every notebook."
-import json, re, subprocess, sys
+import json, os, re, shutil, subprocess, sys, zipfile
 from pathlib import Path
 import pytest
 
@@ -30,3 +30,27 @@ def test_readme_has_exactly_two_commands():
     cmds = re.findall(r'```sh\n(.*?)```', (ROOT/'README.md').read_text(), re.S)
     assert [c.strip() for c in cmds] == ['bash tools/demo.sh', 'bash tools/test.sh']
     assert 'tools/test.sh' in (ROOT/'.ci'/'run').read_text()
+
+def test_installed_wheel_ships_the_configs(tmp_path):
+    "A non-editable install (`pip install flowmatch`) finds configs/*.yaml by name: they ship inside the package."
+    src = tmp_path / 'src'  # the tracked files only, as in a fresh clone (an in-tree build/ folder could hide a missing file)
+    for f in subprocess.run(['git', 'ls-files', '-z'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split('\0'):
+        if f and (ROOT / f).is_file(): (src / f).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(ROOT / f, src / f)
+    r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(tmp_path / 'w'), str(src)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    wheel, = (tmp_path / 'w').glob('flowmatch-*.whl')
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = sorted(n for n in names if n.startswith('flowmatch/configs/'))
+    assert shipped == sorted(f'flowmatch/configs/{p.name}' for p in (ROOT / 'configs').glob('*.yaml')), shipped
+    assert not any(n.startswith(('benchmarks/', 'tests/', 'nbs/')) for n in names)
+    zipfile.ZipFile(wheel).extractall(tmp_path / 'site')
+    code = ("import flowmatch, flowmatch.config as c; print(flowmatch.__file__); "
+            "print(c.config_path('digits')); print(c.load_config('celebahq_dit').train.lr)")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=tmp_path,
+                       env=dict(os.environ, PYTHONPATH=str(tmp_path / 'site')))
+    assert r.returncode == 0, r.stderr[-3000:]
+    where, path, lr = r.stdout.split()
+    assert where.startswith(str(tmp_path / 'site')), where            # the installed copy, not this checkout
+    assert path == str((tmp_path / 'site' / 'flowmatch' / 'configs' / 'digits.yaml').resolve()), path
+    assert float(lr) == 5e-5
