@@ -9,11 +9,11 @@ __all__ = ['DATASETS', 'MODELS', 'MODEL_PRESETS', 'CONFIG_DIR', 'ConfigError', '
            'build_vae', 'build_dataset']
 
 # %% ../nbs/11_config.ipynb #1480d02f
-import os, types, typing, difflib, inspect, copy
+import os, typing, difflib, inspect, copy
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 import yaml, torch
-from .train import TrainConfig
+from .train import TrainConfig, _coerce as _check
 from .data import Digits, ImageFolder, ToyPoints, prepare_celebahq, find_images
 from .vae import VAE, VAE_PRESETS
 from .dit import DiT, DIT_PRESETS
@@ -24,45 +24,11 @@ from .toy import MLPVelocity, TOY_DATASETS
 class ConfigError(ValueError):
     "A key or value that a flowmatch config cannot use; the message names the dotted key and what would be valid."
 
-def _type_name(tp):
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return ' or '.join('None' if a is type(None) else _type_name(a) for a in typing.get_args(tp))
-    if typing.get_origin(tp) is tuple: return f"list of {', '.join(_type_name(a) for a in typing.get_args(tp) if a is not ...)}"
-    return {tuple: 'list', dict: 'mapping'}.get(tp, getattr(tp, '__name__', str(tp)))
-
 def _coerce(key:str, # dotted key, for the error message
             value, # what the YAML file (or an override) holds
             tp): # the annotated type
     "`value` as type `tp` (ints pass as floats, lists as tuples, '3e-4' as 3e-4), or a `ConfigError` naming `key`."
-    def bad(): return ConfigError(f"{key} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is typing.Any or tp is inspect.Parameter.empty: return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args: return None
-        for a in args:
-            if a is type(None): continue
-            try: return _coerce(key, value, a)
-            except ConfigError: pass
-        raise bad()
-    if tp is tuple or origin is tuple:
-        if not isinstance(value, (list, tuple)): raise bad()
-        if not args: return tuple(value)
-        if len(args) == 2 and args[1] is ...: return tuple(_coerce(key, v, args[0]) for v in value)
-        if len(args) != len(value): raise bad()
-        return tuple(_coerce(key, v, a) for v, a in zip(value, args))
-    if tp is dict or origin is dict:
-        if not isinstance(value, dict): raise bad()
-        return dict(value)
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool): return float(value)
-        if isinstance(value, str):
-            try: return float(value)
-            except ValueError: pass
-        raise bad()
-    if tp is int and isinstance(value, int) and not isinstance(value, bool): return value
-    if tp is str and isinstance(value, os.PathLike): return os.fspath(value)
-    if tp in (bool, str) and isinstance(value, tp): return value
-    raise bad()
+    return _check(key, value, tp, ConfigError)  # the training chapter's checker, which `TrainConfig` uses too
 
 # %% ../nbs/11_config.ipynb #28cfcec6
 def _key(prefix, k): return f'{prefix}.{k}' if prefix else k

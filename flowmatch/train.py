@@ -7,7 +7,7 @@ __all__ = ['TrainConfig', 'batch_indices', 'flow_matching_loss', 'lr_multiplier'
            'read_log', 'image_grid', 'save_png', 'NonFiniteLossError', 'Trainer']
 
 # %% ../nbs/09_train.ipynb #e5c7a524
-import os, math, json, time, copy, shutil, difflib, typing, warnings
+import os, math, json, time, copy, shutil, difflib, typing, types, inspect, warnings
 from dataclasses import dataclass, fields, asdict, replace
 from functools import partial
 from pathlib import Path
@@ -25,27 +25,41 @@ _CHOICES = dict(lr_schedule=('constant', 'cosine'), mixed_precision=('no', 'bf16
                 time_sampler=('uniform', 'logit_normal'), coupling=('independent', 'ot'), nan_policy=('stop', 'skip'))
 
 def _type_name(tp):
-    if typing.get_origin(tp) is typing.Union:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return ' or '.join('None' if a is type(None) else _type_name(a) for a in typing.get_args(tp))
-    if typing.get_origin(tp) is tuple: return f"tuple[{', '.join(_type_name(a) for a in typing.get_args(tp))}]"
-    return tp.__name__
+    if typing.get_origin(tp) is tuple: return f"list of {', '.join(_type_name(a) for a in typing.get_args(tp) if a is not ...)}"
+    return {tuple: 'list', dict: 'mapping'}.get(tp, getattr(tp, '__name__', str(tp)))
 
-def _coerce(key, value, tp):
-    "Return `value` as type `tp` (ints pass as floats, lists as tuples) or raise a TypeError naming `key`."
-    def bad(): return TypeError(f"TrainConfig.{key} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-    if typing.get_origin(tp) is typing.Union:
-        args = typing.get_args(tp)
+def _coerce(key:str, # name of the setting, for the error message
+            value, # the value given (from Python, YAML or the command line)
+            tp, # the annotated type
+            error:type=TypeError): # exception raised for a wrong value (the config chapter passes its ConfigError)
+    "`value` as type `tp` (ints pass as floats, lists as tuples, '3e-4' as 3e-4), or `error` naming `key`."
+    def bad(): return error(f"{key} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is typing.Any or tp is inspect.Parameter.empty: return value
+    if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args: return None
         for a in args:
             if a is type(None): continue
-            try: return _coerce(key, value, a)
-            except TypeError: pass
+            try: return _coerce(key, value, a, error)
+            except error: pass
         raise bad()
-    if typing.get_origin(tp) is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, (tuple, list)) or len(value) != len(args): raise bad()
-        return tuple(_coerce(key, v, a) for v, a in zip(value, args))
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool): return float(value)
+    if tp is tuple or origin is tuple:
+        if not isinstance(value, (list, tuple)): raise bad()
+        if not args: return tuple(value)
+        if len(args) == 2 and args[1] is ...: return tuple(_coerce(key, v, args[0], error) for v in value)
+        if len(args) != len(value): raise bad()
+        return tuple(_coerce(key, v, a, error) for v, a in zip(value, args))
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict): raise bad()
+        return dict(value)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool): return float(value)
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 3e-4, with no decimal point, as a string
+            try: return float(value)
+            except ValueError: pass
+        raise bad()
     if tp is int and isinstance(value, int) and not isinstance(value, bool): return value
     if tp is str and isinstance(value, os.PathLike): return os.fspath(value)
     if tp in (bool, str) and isinstance(value, tp): return value
@@ -96,7 +110,7 @@ class TrainConfig:
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
-        for f in fields(self): setattr(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
+        for f in fields(self): setattr(self, f.name, _coerce(f'TrainConfig.{f.name}', getattr(self, f.name), hints[f.name]))
         for k, ok in _CHOICES.items():
             if getattr(self, k) not in ok: raise ValueError(f"TrainConfig.{k} must be one of {ok}, got {getattr(self, k)!r}")
         rules = dict(max_steps=self.max_steps >= 1, batch_size=self.batch_size >= 1, grad_accum=self.grad_accum >= 1,

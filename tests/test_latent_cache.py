@@ -24,13 +24,19 @@ LatentCache.build(root, Slow(ds, float(delay)), VAE.from_pretrained(vae_dir), ba
 
 def _shard(name): return int(name[len('shard_'):len('shard_') + 5])
 
-@pytest.mark.timeout(300)
-def test_kill_and_resume(tmp_path):
-    torch.manual_seed(0)
-    x, y = torch.rand(96, 3, 16, 16) * 2 - 1, torch.arange(96) % 10
+def _setup(tmp_path, n, seed, script_name, script):
+    "n random 3x16x16 images with labels saved for a child process, a tiny VAE saved beside them, and the child's script."
+    torch.manual_seed(seed)
+    x, y = torch.rand(n, 3, 16, 16) * 2 - 1, torch.arange(n) % 10
     torch.save((x, y), tmp_path / 'data.pt')
     VAE.from_preset('tiny').save_pretrained(tmp_path / 'vae')
-    (tmp_path / 'encode.py').write_text(ENCODE)
+    (tmp_path / script_name).write_text(script)
+    ds = TensorDataset(x, y); ds.num_classes = 10
+    return ds
+
+@pytest.mark.timeout(300)
+def test_kill_and_resume(tmp_path):
+    ds = _setup(tmp_path, 96, 0, 'encode.py', ENCODE)
     root = tmp_path / 'cache'
     proc = subprocess.Popen([sys.executable, str(tmp_path / 'encode.py'), str(root), str(tmp_path / 'data.pt'),
                              str(tmp_path / 'vae'), '0.04'])
@@ -50,7 +56,6 @@ def test_kill_and_resume(tmp_path):
     with pytest.raises(RuntimeError, match='incomplete'): LatentCache(root)
 
     vae = VAE.from_pretrained(tmp_path / 'vae')
-    ds = TensorDataset(x, y); ds.num_classes = 10
     resumed = LatentCache.build(root, ds, vae, batch_size=8, shard_size=16, progress=False)
     finished = {_shard(n) for n in done}
     assert finished.isdisjoint(resumed.encoded_shards), 'finished shards were encoded again'
@@ -82,15 +87,10 @@ debug_launcher(main, args=tuple(sys.argv[1:4]), num_processes=2)  # forks before
 
 @pytest.mark.timeout(300)
 def test_two_processes(tmp_path):
-    torch.manual_seed(1)
-    x, y = torch.rand(80, 3, 16, 16) * 2 - 1, torch.arange(80) % 10
-    torch.save((x, y), tmp_path / 'data.pt')
-    VAE.from_preset('tiny').save_pretrained(tmp_path / 'vae')
-    (tmp_path / 'two.py').write_text(TWO_PROCESSES)
+    ds = _setup(tmp_path, 80, 1, 'two.py', TWO_PROCESSES)
     subprocess.run([sys.executable, str(tmp_path / 'two.py'), str(tmp_path / 'two'), str(tmp_path / 'data.pt'),
                     str(tmp_path / 'vae')], check=True, timeout=240)
     vae = VAE.from_pretrained(tmp_path / 'vae')
-    ds = TensorDataset(x, y); ds.num_classes = 10
     two = LatentCache(tmp_path / 'two', vae=vae, dataset=ds)
     who = [json.loads((two.root / f'shard_{i:05d}.json').read_text())['encoded_by'] for i in range(5)]
     assert who == ['0/2', '1/2', '0/2', '1/2', '0/2']
