@@ -228,13 +228,13 @@ def trajectory_animation(cfg:Config, # the run's config (images: a VAE or pixel 
                          trained:Trained=None, # a loaded run (default: `load_trained(cfg)`)
                          n:int=10, # samples, one per class for class models
                          steps:int=None, # solver steps = frames - 1 (default: at least 24, for smooth motion)
-                         seed:int=0, fps:int=8):
+                         seed:int=0, fps:int=8, size:float=4.5): # size: width in inches (80 dpi)
     "Animated GIF of `n` guided samples travelling from noise to images, every solver state decoded; returns the path."
     from flowmatch.widgets import trajectory_gif  # the explorer chapter's GIF writer (matplotlib + Pillow)
     tr = trained or load_trained(cfg)
     _, _, traj = _guided_trajectory(cfg, tr, n, seed, steps or max(24, cfg.sample.steps))
     frames = torch.stack([tr.decode(x) for x in traj.xs]).cpu()  # (T+1, n, C, H, W) in [-1, 1]
-    return trajectory_gif(Trajectory(frames, traj.ts, traj.nfe), path, fps=fps, n=n)
+    return trajectory_gif(Trajectory(frames, traj.ts, traj.nfe), path, fps=fps, n=n, ncol=min(n, 5), size=size)
 
 # %% ../nbs/12_recipe.ipynb #96c9c59f
 def _to32(x): return x if x.shape[-1] == 32 else F.interpolate(x, size=(32, 32), mode='bilinear', align_corners=False).clamp(-1, 1)

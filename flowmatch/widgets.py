@@ -317,21 +317,25 @@ def trajectory_gif(traj:Trajectory, # xs (T+1, B, 2) points or (T+1, B, C, H, W)
                    hold:int=6, # extra frames showing the end state
                    n:int=300, # particles (or images) shown
                    data:torch.Tensor=None, # 2-D only: target samples drawn behind
-                   size:float=3.5, dpi:int=80): # figure side in inches, and its resolution
+                   size:float=3.5, dpi:int=80, # figure width in inches, and its resolution
+                   ncol:int=None): # images only: images per row (default: about the square root of their number)
     "Write an animated GIF of `traj` (one frame per state) with matplotlib's `PillowWriter`; returns the path."
     from matplotlib.animation import FuncAnimation, PillowWriter
     xs, ts = traj.xs.detach().cpu().float()[:, :n], traj.ts.detach().cpu()
-    fig = Figure(figsize=(size, size), dpi=dpi); FigureCanvasAgg(fig)
-    ax = fig.add_axes([0.02, 0.02, 0.96, 0.9])
-    if xs.ndim == 3 and xs.shape[-1] == 2:
+    if xs.ndim == 5:
+        grid = lambda i: image_grid(xs[i], ncol or math.ceil(math.sqrt(xs.shape[1])), scale=1)
+        h, w = grid(0).shape[:2]
+        height = size * h / w + 0.35  # the grid's own proportions, and room for the title
+    elif xs.ndim == 3 and xs.shape[-1] == 2: height = size
+    else: raise ValueError(f'trajectory_gif needs states (T+1, B, 2) or (T+1, B, C, H, W), got {tuple(xs.shape)}')
+    fig = Figure(figsize=(size, height), dpi=dpi); FigureCanvasAgg(fig)
+    ax = fig.add_axes([0.02, 0.02, 0.96, 1 - 0.35 / height])
+    if xs.ndim == 3:
         art = plot_particles(ax, Trajectory(xs, ts, traj.nfe), 0, data=data, n_lines=n)
         def draw(i): art.set_offsets(xs[i].numpy()); ax.set_title(f't = {float(ts[i]):.2f}', fontsize=9)
-    elif xs.ndim == 5:
-        ncol = math.ceil(math.sqrt(xs.shape[1]))
-        grid = lambda i: image_grid(xs[i], ncol, scale=1)
+    else:
         art = ax.imshow(grid(0), cmap='gray', vmin=0, vmax=255); ax.axis('off')
         def draw(i): art.set_data(grid(i)); ax.set_title(f't = {float(ts[i]):.2f}', fontsize=9)
-    else: raise ValueError(f'trajectory_gif needs states (T+1, B, 2) or (T+1, B, C, H, W), got {tuple(xs.shape)}')
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     frames = list(range(len(xs))) + [len(xs) - 1] * hold
     FuncAnimation(fig, draw, frames=frames).save(path, writer=PillowWriter(fps=fps))

@@ -54,3 +54,8 @@ def test_installed_wheel_ships_the_configs(tmp_path):
     assert where.startswith(str(tmp_path / 'site')), where            # the installed copy, not this checkout
     assert path == str((tmp_path / 'site' / 'flowmatch' / 'configs' / 'digits.yaml').resolve()), path
     assert float(lr) == 5e-5
+
+def test_readme_pictures_exist():
+    links = re.findall(r'!\[[^\]]*\]\(([^)\s]+)\)', (ROOT/'README.md').read_text())
+    assert links, 'the README shows no picture'
+    for link in links: assert (ROOT/link).is_file(), f'README links {link}, which is not in the repository'

@@ -26,6 +26,7 @@ def render():
     header = '<!-- Generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file. -->\n\n'
     md = re.sub(r'```\s*\n\s*```\n?', '', md)  # the emptied source of hide_input cells
     md = re.sub(r'\n[ \t]+\n', '\n\n', md)
+    md = md.replace('](images/', '](nbs/images/')  # pictures linked from the notebook, seen from the repository root
     return header + re.sub(r'\n{3,}', '\n\n', md).strip() + '\n', res.get('outputs', {})
 
 def main(check=False):
