@@ -261,7 +261,7 @@ def bench_sampling(ctx, report=None):
         except Exception as e:
             if name == 'eager': raise
             variants[name] = _failed(ctx, e, compiled)
-        variants[name].get('img_nfe_s') and variants[name].update(mfu=variants[name]['img_nfe_s'] * fwd / ctx.peak_flops)
+        if 'img_nfe_s' in variants[name]: variants[name]['mfu'] = variants[name]['img_nfe_s'] * fwd / ctx.peak_flops
     best_name = max((k for k in variants if 'img_nfe_s' in variants[k]), key=lambda k: variants[k]['img_nfe_s'])
     best = variants[best_name]
     out = dict(config=dict(c['dit'], name=c['dit_name']), method='euler', steps=c['sample_steps'],
