@@ -192,13 +192,18 @@ def cmd_encode(args):
     _say(f"flowmatch encode: {len(cache)} latents {tuple(cache.shape)} in {cfg.latents_dir}")
     return 0
 
+def _demo_args(args):
+    "OUT and overrides of `flowmatch demo`: `flowmatch demo lr=1` has no OUT, so its first word is an override, not a folder."
+    if '=' in args.out and not Path(args.out).exists(): return 'out/demo', [args.out, *args.overrides]
+    return args.out, args.overrides
+
 def cmd_demo(args):
     "flowmatch demo [OUT] [key=value ...]"
     import torch
     from flowmatch import recipe
     # the demo's models are small: one thread beats several contending for a shared CPU (unless the user chose a number)
     if 'OMP_NUM_THREADS' not in os.environ: torch.set_num_threads(1)
-    recipe.demo(args.out, args.overrides)
+    recipe.demo(*_demo_args(args))
     return 0
 
 def cmd_run(args):
