@@ -136,7 +136,7 @@ def format_section(report, name):
         out.append(table(['latents', 'img/s', 'ms/batch'], rows))
     elif name == 'overhead' and 'trainer' in s:
         t = s['trainer']
-        out.append(f"{s['model']}, batch {s['batch']}: {s['note']}")
+        out.append(f"{s['model']}, batch {s['batch']}, data: {s['data']}. {s['note']}")
         out.append(table(['training loop', 'img/s', 'ms/step', 'init s', 'fit fixed s', 'peak GiB'],
                          [['Trainer', num(t['img_s']), num(t['step_ms']), num(t['init_s']), num(t['fit_fixed_s']), num(t['peak_mem_gib'])]]))
     elif name == 'overhead':

@@ -4,7 +4,7 @@
     python -m benchmarks.run --device cpu --out bench_cpu.json           # a few minutes
     python -m benchmarks.run --device cuda --out bench_cuda.json         # seed configuration, ~8 min on one GPU
 """
-import argparse, json, os, platform, sys, time, traceback
+import argparse, json, os, platform, shutil, sys, time, traceback
 from pathlib import Path
 import torch
 
@@ -79,6 +79,7 @@ def main(argv=None):
         report['meta']['elapsed_s'] = time.perf_counter() - t_start
         out.write_text(json.dumps(report, indent=1))   # after every section: a run cut short still leaves its numbers
         print(format_section(report, name), flush=True)
+    for folder in ctx.scratch.values(): shutil.rmtree(folder, ignore_errors=True)
     report['meta']['elapsed_s'] = time.perf_counter() - t_start
     report['meta']['process_max_rss_gib'] = max_rss_gb()
     report.setdefault('ratios', {})

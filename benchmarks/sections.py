@@ -17,6 +17,7 @@ class Context:
     peak_flops: float
     deadline: Deadline
     cfg: dict = field(default_factory=dict)
+    scratch: dict = field(default_factory=dict)  # folders one section leaves for a later one (removed at the end of the run)
 
     @property
     def cuda(self): return self.device == 'cuda'
@@ -379,17 +380,22 @@ def _trainer_on_gpu(ctx, report):
     from flowmatch.dit import DiT
     c, B, d = ctx.cfg, ctx.cfg['batch'], ctx.cfg['dit']
     if ctx.deadline.left() < c['compile_reserve_s']: return dict(skipped=f'time budget: {ctx.deadline.left():.0f} s left')
-    g = torch.Generator(ctx.device).manual_seed(0)
-    n = 16 * B
-    data = _DeviceTensors(torch.randn(n, d['in_channels'], d['input_size'], d['input_size'], device=ctx.device, generator=g),
-                          torch.zeros(n, dtype=torch.long, device=ctx.device))
+    if 'latent_cache' in ctx.scratch:  # the cache the latents section built: memory-mapped shards, one gather per batch
+        from flowmatch.latents import LatentCache
+        data = LatentCache(ctx.scratch['latent_cache'])
+        source = f'LatentCache of {len(data)} latents (memory-mapped, read with get_batch, moved to the GPU each step)'
+    else:
+        g, n = torch.Generator(ctx.device).manual_seed(0), 16 * B
+        data = _DeviceTensors(torch.randn(n, d['in_channels'], d['input_size'], d['input_size'], device=ctx.device, generator=g),
+                              torch.zeros(n, dtype=torch.long, device=ctx.device))
+        source = f'{n} random latents in GPU memory (no latent cache was built in this run)'
     torch.manual_seed(0)
     fresh_memory(ctx.device)
     tr = _trainer_throughput(ctx, DiT(**d), data, B, c['trainer_warm'], c['trainer_steps'], 1e-4,
                              mixed_precision='bf16', compile=True)
     tr['peak_mem_gib'] = peak_memory_gb(ctx.device)
     torch.compiler.reset()
-    return dict(model=c['dit_name'], batch=B, trainer=tr, bare_step='dit_train.variants.flowmatch_bf16_fused_compile',
+    return dict(model=c['dit_name'], batch=B, data=source, trainer=tr, bare_step='dit_train.variants.flowmatch_bf16_fused_compile',
                 note='Trainer: data gather, loss, backward, clip_grad_norm 1.0, fused AdamW, fp32 EMA, loss.item() and a log '
                      'record every step; bare step: loss, backward, fused AdamW on a fixed batch')
 

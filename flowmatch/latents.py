@@ -289,3 +289,8 @@ def _loader(self, batch_size:int=256, shuffle:bool=True, seed:int=0, drop_last:b
     "A `LatentLoader` over this cache (kwargs: normalize, device, process_index, num_processes)."
     return LatentLoader(self, batch_size, shuffle, seed, drop_last, **kwargs)
 LatentCache.loader = _loader
+
+def _get_batch(self, idx): # indices of one batch
+    "Items `idx` as one batch: `gather(idx)`. The `Trainer` reads in-memory and cached datasets this way (one gather per batch)."
+    return self.gather(idx)
+LatentCache.get_batch = _get_batch

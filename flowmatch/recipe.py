@@ -64,9 +64,13 @@ class _Renormalized(Dataset):
     "Items of a raw `LatentCache` normalised by a VAE's own shift/scale instead of the measured ones."
     def __init__(self, cache, shift, scale): self.cache, self.shift, self.scale, self.num_classes = cache, shift, scale, cache.num_classes
     def __len__(self): return len(self.cache)
+    def _norm(self, z): return (z - self.shift.view(-1, 1, 1)) / self.scale.view(-1, 1, 1)
     def __getitem__(self, i):
         z, y = self.cache[i]
-        return (z - self.shift.view(-1, 1, 1)) / self.scale.view(-1, 1, 1), y
+        return self._norm(z), y
+    def get_batch(self, idx): # the Trainer's fast path: one gather per batch
+        z, y = self.cache.gather(idx)
+        return self._norm(z), y
 
 def latent_stats(cfg:Config, cache:LatentCache, vae:VAE):
     "(shift, scale), each (C,), that map raw latents to what the flow is trained on."

@@ -1,5 +1,5 @@
 "The benchmark smoke run (`python -m benchmarks.run --device cpu --quick`): every section measured, numbers positive, ratios exact."
-import ast, json, math, os, re, subprocess, sys
+import ast, json, math, os, re, shutil, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -116,8 +116,10 @@ def test_gpu_plan_runs_on_a_cpu(monkeypatch):
                trainer_steps=3, step_budget_s=0.1, sample_budget_s=0.1, vae_budget_s=0.1)
     ctx = GpuLike('cpu', True, 1e11, Deadline(1e9), cfg)
     rep = {}
-    for name, fn in [('dit_train', S.bench_dit_train), ('vae', S.bench_vae), ('sampling', S.bench_sampling), ('overhead', S.bench_overhead)]:
-        rep[name] = fn(ctx, rep) if name in ('sampling', 'overhead') else fn(ctx)
+    sections = [('dit_train', S.bench_dit_train), ('vae', S.bench_vae), ('sampling', S.bench_sampling), ('latents', S.bench_latents),
+                ('overhead', S.bench_overhead)]
+    for name, fn in sections:
+        rep[name] = fn(ctx, rep) if name in ('sampling', 'latents', 'overhead') else fn(ctx)
         rep[name]['section_s'] = 0.0
         section_ratios(rep, name)
         assert 'ERROR' not in format_section(rep, name), format_section(rep, name)
@@ -139,5 +141,7 @@ def test_gpu_plan_runs_on_a_cpu(monkeypatch):
     for k in ('encode_channels_last', 'decode_channels_last'): assert positive(rep['vae'][k]['img_s'])
     o = rep['overhead']
     assert o['trainer']['iters'] == 3 and positive(o['trainer']['img_s'])
+    assert o['data'].startswith('LatentCache of 64 latents'), o['data']   # the Trainer read the cache the latents section built
+    shutil.rmtree(ctx.scratch['latent_cache'])
     r = rep['ratios']['overhead: Trainer step / bare compiled step (img/s)']
     assert r['value'] == pytest.approx(o['trainer']['img_s'] / d['variants']['flowmatch_bf16_fused_compile']['img_s'])
