@@ -18,7 +18,7 @@ from accelerate import PartialState
 from .config import *
 from .config import MODELS, Config
 from .paths import AffinePath
-from .samplers import sample, ClassifierFreeGuidance, CountNFE, Trajectory
+from .samplers import sample, ClassifierFreeGuidance, CountNFE, Trajectory, EVALS_PER_STEP
 from .vae import VAE, train_vae as _fit_vae, reconstruction_psnr
 from .latents import LatentCache
 from .train import Trainer, image_grid, save_png, read_log
@@ -349,12 +349,11 @@ def solver_table(cfg:Config, # a trained run
                  trained:Trained=None):
     "One row of metrics per (solver, NFE): the same noise for every row."
     tr = trained or load_trained(cfg)
-    per_step = dict(euler=1, midpoint=2, heun=2, rk4=4)
     rows = []
     for m in methods:
         for nfe in nfes:
-            if nfe % per_step[m]: continue
-            rows.append(evaluate(cfg, tr, n, method=m, steps=nfe // per_step[m], vae_psnr=False))
+            if nfe % EVALS_PER_STEP[m]: continue
+            rows.append(evaluate(cfg, tr, n, method=m, steps=nfe // EVALS_PER_STEP[m], vae_psnr=False))
     for tol in tolerances:
         c = copy.deepcopy(cfg)
         c.sample.atol = c.sample.rtol = tol

@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from .paths import (AffinePath, CondOTScheduler, CosineScheduler, VPScheduler, PolynomialScheduler, UniformTime,
                              IndependentCoupling, OTCoupling)
-from .samplers import sample, METHODS, FIXED_STEP_METHODS, ClassifierFreeGuidance, Trajectory
+from .samplers import sample, METHODS, FIXED_STEP_METHODS, EVALS_PER_STEP, ClassifierFreeGuidance, Trajectory
 from .toy import TOY_DATASETS, toy_sample, MLPVelocity, w2, straightness
 
 # %% ../nbs/16_widgets.ipynb #97c953e4
@@ -148,14 +148,12 @@ def train_labelled_toy(target:str='eight_gaussians', # name in TOY_DATASETS (dat
     return model
 
 # %% ../nbs/16_widgets.ipynb #c26c53d5
-_STAGES = dict(euler=1, midpoint=2, heun=2, rk4=4)
-
 def steps_for_nfe(method:str, # a method of `sample`
                   nfe:int): # budget of model evaluations
     "Steps a fixed-step method can take within `nfe` evaluations (at least one); None for the adaptive dopri5."
     if method == 'dopri5': return None
-    if method not in _STAGES: raise ValueError(f'Unknown method {method!r}; choose one of {", ".join(METHODS)}.')
-    return max(1, int(nfe) // _STAGES[method])
+    if method not in EVALS_PER_STEP: raise ValueError(f'Unknown method {method!r}; choose one of {", ".join(METHODS)}.')
+    return max(1, int(nfe) // EVALS_PER_STEP[method])
 
 def plot_particles(ax, # matplotlib axes to draw on
                    traj:Trajectory, # 2-D trajectory, xs (T+1, B, 2)
