@@ -13,7 +13,7 @@ from torch.utils.data import Dataset, DataLoader, Subset
 from tqdm.auto import tqdm
 from accelerate import Accelerator, PartialState
 from accelerate.utils import parse_flag_from_env
-from .vae import VAE
+from .vae import VAE, normalize_latents, denormalize_latents
 
 # %% ../nbs/08_latents.ipynb #eead138b
 def _item_bytes(x, y):
@@ -184,10 +184,10 @@ class LatentCache(Dataset):
         return (f"LatentCache({str(self.root)!r}): {m['count']} latents {tuple(m['shape'])} {m['dtype']} in {m['num_shards']} shards, "
                 f"VAE {m['vae']['name']!r}, {m['num_classes']} classes")
 
-    def _norm(self, z): return (z - self.shift.view(-1, 1, 1)) / self.scale.view(-1, 1, 1)
+    def _norm(self, z): return normalize_latents(z, self.shift, self.scale)
     def denormalize(self, z:torch.Tensor): # normalised latents (..., C, h, w)
         "Raw latents `z * scale + shift`, ready for `vae.decode`."
-        return z * self.scale.to(z).view(-1, 1, 1) + self.shift.to(z).view(-1, 1, 1)
+        return denormalize_latents(z, self.shift, self.scale)
 
     def __getitem__(self, i):
         if not -len(self) <= i < len(self): raise IndexError(f"index {i} out of range for {len(self)} latents")

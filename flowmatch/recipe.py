@@ -19,7 +19,7 @@ from .config import *
 from .config import MODELS, Config
 from .paths import AffinePath
 from .samplers import sample, ClassifierFreeGuidance, CountNFE, Trajectory, EVALS_PER_STEP
-from .vae import VAE, train_vae as _fit_vae, reconstruction_psnr
+from .vae import VAE, train_vae as _fit_vae, reconstruction_psnr, normalize_latents, denormalize_latents
 from .latents import LatentCache
 from .train import Trainer, image_grid, save_png, read_log
 from .eval import digit_classifier, digits_fid, class_accuracy, inception_fid
@@ -64,7 +64,7 @@ class _Renormalized(Dataset):
     "Items of a raw `LatentCache` normalised by a VAE's own shift/scale instead of the measured ones."
     def __init__(self, cache, shift, scale): self.cache, self.shift, self.scale, self.num_classes = cache, shift, scale, cache.num_classes
     def __len__(self): return len(self.cache)
-    def _norm(self, z): return (z - self.shift.view(-1, 1, 1)) / self.scale.view(-1, 1, 1)
+    def _norm(self, z): return normalize_latents(z, self.shift, self.scale)
     def __getitem__(self, i):
         z, y = self.cache[i]
         return self._norm(z), y
@@ -122,7 +122,7 @@ class Trained:
     def decode(self, z:torch.Tensor): # samples of the flow (B, *shape)
         "Images in [-1, 1] from the flow's samples (denormalised and decoded by the VAE when there is one)."
         if self.vae is None: return z.clamp(-1, 1) if z.ndim == 4 else z
-        z = z * self.scale.to(z).view(-1, 1, 1) + self.shift.to(z).view(-1, 1, 1)
+        z = denormalize_latents(z, self.shift, self.scale)
         with torch.no_grad(): return self.vae.decode(z).clamp(-1, 1)
 
 def _loaded(cfg, model, vae=None):
