@@ -1,8 +1,9 @@
 """The 2-D explorer in a real browser: JupyterLab runs a small notebook in headless Chromium, the t slider is moved with the
 keyboard, and the plot must change. Writes a screenshot to out/browser/explorer.png and prints the slider response time."""
-import json, os, secrets, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import json, os, secrets, shutil, signal, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
 import pytest
+from flowmatch.launch import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOT = ROOT / 'out' / 'browser' / 'explorer.png'
@@ -27,10 +28,6 @@ def _notebook(path):
     nb = dict(cells=cells, nbformat=4, nbformat_minor=5,
               metadata=dict(kernelspec=dict(display_name='Python 3 (ipykernel)', language='python', name='python3')))
     path.write_text(json.dumps(nb))
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 def _wait_for_server(url, proc, timeout):
     end = time.monotonic() + timeout
@@ -65,7 +62,7 @@ def test_explorer_slider_in_jupyterlab():
         {'LabApp': {'news_url': None, 'check_for_updates_class': 'jupyterlab.NeverCheckForUpdate'}}))
     (cfg / 'labconfig' / 'page_config.json').write_text(json.dumps(
         {'disabledExtensions': {'@jupyterlab/apputils-extension:announcements': True}}))
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(cfg), JUPYTER_RUNTIME_DIR=str(tmp / 'runtime'),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp / 'workspaces'), JUPYTERLAB_SETTINGS_DIR=str(tmp / 'settings'),
                OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', MPLBACKEND='Agg', HF_HUB_OFFLINE='1')

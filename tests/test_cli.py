@@ -1,7 +1,8 @@
 "The installed `flowmatch` command in fresh processes: help, one-line errors, and training on two CPU processes that really work together."
-import json, os, shutil, socket, subprocess, sys, time
+import json, os, shutil, subprocess, sys, time
 from pathlib import Path
 import pytest
+from flowmatch.launch import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY = str(ROOT / 'configs' / 'toy.yaml')
@@ -25,11 +26,6 @@ def _run(cmd, timeout=55):
     r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
     r.seconds = time.perf_counter() - t0
     return r
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
 def _toy_train(out, steps=20):
@@ -77,7 +73,7 @@ def test_accelerate_launch_cpu_two_processes(tmp_path):
     "`accelerate launch --cpu` starts a single process; flowmatch notices and trains on the 2 processes that were asked for."
     out = tmp_path / 'run'
     r = _run([_exe('accelerate'), 'launch', '--num_processes', '2', '--cpu', '--num_machines', '1', '--mixed_precision', 'no',
-              '--dynamo_backend', 'no', '--main_process_port', str(_free_port()), '-m', 'flowmatch.cli', *_toy_train(out)])
+              '--dynamo_backend', 'no', '--main_process_port', str(free_port()), '-m', 'flowmatch.cli', *_toy_train(out)])
     print(f'accelerate launch, 2 CPU processes: {r.seconds:.1f} s')
     _check_two_process_run(r, out)
 
@@ -85,7 +81,7 @@ def test_accelerate_launch_cpu_two_processes(tmp_path):
 @pytest.mark.timeout(60)
 def test_torchrun_two_processes(tmp_path):
     out = tmp_path / 'run'
-    r = _run([_exe('torchrun'), '--nproc_per_node', '2', '--master_port', str(_free_port()), '-m', 'flowmatch.cli', *_toy_train(out)])
+    r = _run([_exe('torchrun'), '--nproc_per_node', '2', '--master_port', str(free_port()), '-m', 'flowmatch.cli', *_toy_train(out)])
     print(f'torchrun, 2 CPU processes: {r.seconds:.1f} s')
     _check_two_process_run(r, out)
 
@@ -99,7 +95,7 @@ def test_sample_files_do_not_depend_on_the_number_of_processes(tmp_path):
     args = ['sample', TOY, f'output_dir={out}', '--num-samples', '50', '--steps', '4', '--batch-size', '16', '--seed', '3']
     r1 = _run([_exe('flowmatch'), *args, '--out', str(tmp_path / 's1')])
     assert r1.returncode == 0, r1.stderr[-3000:]
-    r2 = _run([_exe('torchrun'), '--nproc_per_node', '2', '--master_port', str(_free_port()), '-m', 'flowmatch.cli', *args,
+    r2 = _run([_exe('torchrun'), '--nproc_per_node', '2', '--master_port', str(free_port()), '-m', 'flowmatch.cli', *args,
                '--out', str(tmp_path / 's2')])
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert 'world size 2' in r2.stdout
