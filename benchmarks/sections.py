@@ -41,23 +41,19 @@ def settings(device, quick):
                     vae_preset='sd', vae_batch=64, vae_budget_s=5.0,
                     cache_items=1024, cache_batch=256, cache_budget_s=2.0,
                     trainer_warm=8, trainer_steps=40, later_reserve_s=200.0, total_budget_s=480.0)
-    if quick:
-        return dict(dit=dict(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=4, num_classes=0),
-                    dit_name='tiny CPU DiT', batch=16, warmup=1, min_iters=2, step_budget_s=0.4, compile=False, compile_reserve_s=0,
-                    sample_batch=16, sample_steps=2, sample_budget_s=0.3,
-                    vae_preset='digits', vae_batch=8, vae_budget_s=0.3,
-                    cache_items=64, cache_batch=16, cache_budget_s=0.3,
-                    overhead=True, toy_batch=256, toy_steps=8, digits_batch=16, dit_steps=4,
-                        digits_dit=dict(patch_size=2, hidden_size=64, depth=2, num_heads=4, num_classes=10),
-                    total_budget_s=45.0)
-    return dict(dit=dict(input_size=16, patch_size=2, in_channels=4, hidden_size=128, depth=4, num_heads=4, num_classes=0),
-                dit_name='small CPU DiT', batch=32, warmup=1, min_iters=4, step_budget_s=4.0, compile=True, compile_reserve_s=120.0,
-                sample_batch=32, sample_steps=5, sample_budget_s=3.0,
-                vae_preset='digits', vae_batch=32, vae_budget_s=3.0,
-                cache_items=512, cache_batch=64, cache_budget_s=2.0,
-                overhead=True, toy_batch=256, toy_steps=60, digits_batch=32, dit_steps=20,
-                digits_dit=dict(patch_size=2, hidden_size=128, depth=4, num_heads=4, num_classes=10),
-                total_budget_s=600.0)
+    cpu = dict(dit=dict(input_size=16, patch_size=2, in_channels=4, hidden_size=128, depth=4, num_heads=4, num_classes=0),
+               dit_name='small CPU DiT', batch=32, warmup=1, min_iters=4, step_budget_s=4.0, compile=True, compile_reserve_s=120.0,
+               sample_batch=32, sample_steps=5, sample_budget_s=3.0,
+               vae_preset='digits', vae_batch=32, vae_budget_s=3.0,
+               cache_items=512, cache_batch=64, cache_budget_s=2.0,
+               overhead=True, toy_batch=256, toy_steps=60, digits_batch=32, dit_steps=20,
+               digits_dit=dict(patch_size=2, hidden_size=128, depth=4, num_heads=4, num_classes=10),
+               total_budget_s=600.0)
+    if not quick: return cpu
+    return dict(cpu, dit=dict(cpu['dit'], input_size=8, hidden_size=64, depth=2), dit_name='tiny CPU DiT', batch=16, min_iters=2,
+                step_budget_s=0.4, compile=False, compile_reserve_s=0, sample_batch=16, sample_steps=2, sample_budget_s=0.3,
+                vae_batch=8, vae_budget_s=0.3, cache_items=64, cache_batch=16, cache_budget_s=0.3, toy_steps=8, digits_batch=16,
+                dit_steps=4, digits_dit=dict(cpu['digits_dit'], hidden_size=64, depth=2), total_budget_s=45.0)
 
 
 def _params(model): return sum(p.numel() for p in model.parameters())
