@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml, torch
 from .train import TrainConfig, _coerce as _check
 from .data import Digits, ImageFolder, ToyPoints, prepare_celebahq, find_images
-from .vae import VAE, VAE_PRESETS
+from .vae import VAE, VAE_PRESETS, _blocks
 from .dit import DiT, DIT_PRESETS
 from .unet import UNet, UNET_PRESETS
 from .toy import MLPVelocity, TOY_DATASETS
@@ -343,8 +343,7 @@ def _vae_arch(cfg:Config) -> dict:
     if v.preset != 'none':
         a = {**VAE_PRESETS[v.preset], **v.overrides}
         if 'block_out_channels' in v.overrides and 'down_block_types' not in v.overrides:  # one block type per level
-            n = len(a['block_out_channels'])
-            a.update(down_block_types=('DownEncoderBlock2D',) * n, up_block_types=('UpDecoderBlock2D',) * n)
+            a.update(_blocks(len(a['block_out_channels'])))
         return a
     from diffusers import AutoencoderKL
     p = Path(v.pretrained).expanduser()
