@@ -116,9 +116,13 @@ def _shard_problem(root, i, plan):
         return f"{p.name} holds {a.dtype} latents of shape {a.shape}, the manifest expects {plan['dtype']} {want}"
     return ''
 
+def _problems(root, plan):
+    "Why each unusable shard of the cache at `root` cannot be served (empty when all can)."
+    return [p for p in (_shard_problem(root, i, plan) for i in range(plan['num_shards'])) if p]
+
 # %% ../nbs/08_latents.ipynb #eb3a4cf9
 def _finalize(root, plan):
-    problems = [p for p in (_shard_problem(root, i, plan) for i in range(plan['num_shards'])) if p]
+    problems = _problems(root, plan)
     if problems: raise RuntimeError(f"cannot finish the cache at {root}: {len(problems)} shard(s) not done, e.g. {problems[0]}")
     metas = [json.loads((root / _shard_name(i, 'json')).read_text()) for i in range(plan['num_shards'])]
     A, B = np.sum([m['sum'] for m in metas], 0), np.sum([m['sumsq'] for m in metas], 0)
@@ -143,7 +147,7 @@ class LatentCache(Dataset):
         if not mp.exists():
             raise FileNotFoundError(f"no latent cache at {self.root} ({MANIFEST} missing): build one with LatentCache.build(root, dataset, vae)")
         self.manifest = m = json.loads(mp.read_text())
-        problems = [p for p in (_shard_problem(self.root, i, m) for i in range(m['num_shards'])) if p]
+        problems = _problems(self.root, m)
         if problems or not m.get('complete'):
             raise RuntimeError(f"the latent cache at {self.root} is incomplete or damaged: {len(problems)} of {m['num_shards']} shards "
                                f"not usable{', e.g. ' + problems[0] if problems else ''}. Run LatentCache.build with the same "
