@@ -9,7 +9,7 @@ __all__ = ['STAGES', 'train_vae', 'encode_latents', 'latent_stats', 'training_da
 
 # %% ../nbs/12_recipe.ipynb #21257e2d
 import os, io, json, time, math, shutil, copy, contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.utils.data import Dataset
@@ -104,8 +104,11 @@ def train(cfg:Config, # the run's config
 
 def _trainer_samples(cfg):
     "`sample_fn` for the Trainer's periodic pictures (`train.sample_every`): a small guided grid, decoded."
+    first = {}  # the VAE and the latent statistics, loaded at the first call only
     def fn(ema_model, step):
-        return generate(cfg, min(cfg.sample.n, 40), trained=_loaded(cfg, ema_model), progress=False)[0]
+        if not first: first['run'] = _loaded(cfg, ema_model)
+        trained = replace(first['run'], model=ema_model.eval())  # this step's EMA weights
+        return generate(cfg, min(cfg.sample.n, 40), trained=trained, progress=False)[0]
     return fn
 
 # %% ../nbs/12_recipe.ipynb #bb854a01
