@@ -329,8 +329,9 @@ def train_vae(vae:VAE, dataset, # items (x, y) with x in [-1, 1]
             D.requires_grad_(True)
             d = hinge_d_loss(D(x), D(x_hat.detach()))
             opt_d.zero_grad(set_to_none=True); d.backward(); opt_d.step()
-        for k, v in zip(hist, (loss, rec, kl, p, g, d, w)): hist[k].append(v.item())
-        if step % 20 == 0: pbar.set_postfix(rec=f'{rec.item():.4f}', kl=f'{kl.item():.3g}')
+        values = torch.stack([v.detach().float() for v in (loss, rec, kl, p, g, d, w)]).tolist()  # one device sync per step
+        for k, v in zip(hist, values): hist[k].append(v)
+        if step % 20 == 0: pbar.set_postfix(rec=f"{hist['rec'][-1]:.4f}", kl=f"{hist['kl'][-1]:.3g}")
     vae.eval()
     return hist
 
