@@ -272,10 +272,8 @@ def fid_of_folder(samples, # folder of generated images
     if fake.shape[1] != 3: raise ValueError(f"Inception FID needs RGB images; {samples} holds {fake.shape[1]}-channel ones")
     if real: ref = load_images(real)
     elif cfg is not None:
-        from flowmatch.config import build_dataset
-        ds = build_dataset(cfg, 'train', augment=False)
-        m = min(len(ds), cfg.eval.real or len(ds))
-        ref = torch.stack([ds[i][0] for i in range(m)])
+        from flowmatch.recipe import reference_images
+        ref = reference_images(cfg)
     else: raise ValueError("Inception FID needs reference images: pass --real DIR, or a CONFIG whose data to compare with")
     if ref.shape[-2:] != fake.shape[-2:]:
         ref = torch.nn.functional.interpolate(ref, size=fake.shape[-2:], mode='bilinear', antialias=True, align_corners=False)

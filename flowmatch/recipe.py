@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['STAGES', 'train_vae', 'encode_latents', 'latent_stats', 'training_data', 'train', 'Trained', 'load_trained',
-           'generate', 'sample_grid', 'trajectory_figure', 'trajectory_animation', 'evaluate', 'run', 'solver_table',
-           'format_table', 'demo']
+           'generate', 'sample_grid', 'trajectory_figure', 'trajectory_animation', 'reference_images', 'evaluate',
+           'run', 'solver_table', 'format_table', 'demo']
 
 # %% ../nbs/12_recipe.ipynb #21257e2d
 import os, io, json, time, math, shutil, copy, contextlib
@@ -246,6 +246,11 @@ def trajectory_animation(cfg:Config, # the run's config (images: a VAE or pixel 
 # %% ../nbs/12_recipe.ipynb #96c9c59f
 def _to32(x): return x if x.shape[-1] == 32 else F.interpolate(x, size=(32, 32), mode='bilinear', align_corners=False).clamp(-1, 1)
 
+def reference_images(cfg:Config) -> torch.Tensor: # the run's config
+    "The first `eval.real` images of the run's data (all when unset), without random flips: what Inception FID compares with."
+    real = build_dataset(cfg, 'test', augment=False)
+    return torch.stack([real[i][0] for i in range(min(len(real), cfg.eval.real or len(real)))])
+
 def evaluate(cfg:Config, # the run's config
              trained:Trained=None, # a loaded run (default: `load_trained(cfg)`)
              n:int=None, # samples (default `eval.n`)
@@ -266,10 +271,7 @@ def evaluate(cfg:Config, # the run's config
         out.update(digits_fid=digits_fid(x32, classifier=clf), class_accuracy=class_accuracy(clf, x32, y),
                    classifier_accuracy=clf.held_out_accuracy)
     elif e.kind == 'inception':
-        real = build_dataset(cfg, 'test')
-        m = min(len(real), e.real or len(real))
-        xr = torch.stack([real[i][0] for i in range(m)])
-        out.update(inception_fid=inception_fid(x, xr, weights_path=e.inception_weights))
+        out.update(inception_fid=inception_fid(x, reference_images(cfg), weights_path=e.inception_weights))
     if vae_psnr and tr.vae is not None: out.update(vae_psnr=reconstruction_psnr(tr.vae, build_dataset(cfg, 'test', augment=False)))
     return out
 
