@@ -94,9 +94,9 @@ class TrainConfig:
     output_dir:str='runs/flowmatch' # where log.jsonl, checkpoints/ and samples/ go
     checkpoint_every:int=1000 # optimizer steps between checkpoints (a last one is written at the end); 0: only at the end
     keep_last:int=3 # complete checkpoints kept on disk, oldest deleted first
-    log_every:int=50 # steps between progress-bar and tracker updates (log.jsonl gets every step)
+    log_every:int=50 # steps between reads of the loss from the device, progress-bar and tracker updates (log.jsonl gets every step)
     sample_every:int=0 # steps between calls of `sample_fn(ema_model, step)`, written as PNG; 0: never
-    nan_policy:str='stop' # on a NaN/inf loss: 'stop' (raise, naming the step) or 'skip' (drop that update)
+    nan_policy:str='stop' # on a NaN/inf loss: 'stop' (raise at the next read, naming the step) or 'skip' (drop that update; reads every step)
     progress:bool=True # show a tqdm progress bar on the main process
 
     def __new__(cls, *args, **kwargs):
@@ -322,36 +322,64 @@ class Trainer:
                                       pin_memory=self.device.type == 'cuda')
             epoch, start = epoch + 1, 0
 
+    def _to_device(self, t):
+        "A batch tensor on the training device; from host memory through pinned memory on a GPU, so the copy need not wait."
+        if self.device.type == 'cuda' and t.device.type == 'cpu': t = t.pin_memory()
+        return t.to(self.device, non_blocking=True)
+
     @torch.enable_grad()  # training must not depend on the caller's grad mode (e.g. a notebook that switched it off)
     def _train_step(self, batches):
-        "One optimizer step over `grad_accum` micro-batches; returns the log record."
-        acc, cfg, t0 = self.accelerator, self.config, time.perf_counter()
+        "One optimizer step over `grad_accum` micro-batches; returns the log record, its loss and gradient norm still on the device."
+        acc, cfg = self.accelerator, self.config
         lr, losses = self.scheduler.get_last_lr()[0], []
         for _ in range(cfg.grad_accum):
             x, y = next(batches)
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x, y = self._to_device(x), self._to_device(y)
             with acc.accumulate(self.model):
                 loss = self.loss(x, y)
                 acc.backward(loss)
             losses.append(loss.detach())
         assert acc.sync_gradients, 'gradient accumulation out of step with the data'
-        loss = acc.reduce(torch.stack(losses).mean(), reduction='mean').item()
-        rec, finite = dict(step=self.step + 1, loss=loss, lr=lr), math.isfinite(loss)
-        if finite and cfg.clip_grad is not None:
-            rec['grad_norm'] = gn = float(acc.clip_grad_norm_(self.model.parameters(), cfg.clip_grad))
-            finite = math.isfinite(gn) or cfg.mixed_precision == 'fp16'  # fp16: the grad scaler skips overflowing steps itself
-        if finite:
+        rec = dict(step=self.step + 1, loss=acc.reduce(torch.stack(losses).mean(), reduction='mean'), lr=lr)
+        if cfg.clip_grad is not None: rec['grad_norm'] = acc.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+        if cfg.nan_policy == 'skip' and not self._finite(self._read([rec])[0]):  # to drop the update, read the loss now
+            rec.update(loss=None, grad_norm=None, skipped=True); self.skipped_steps += 1
+        else:
             self.optimizer.step()
             if not acc.optimizer_step_was_skipped: self.ema.update(self.unwrapped_model)
-        elif cfg.nan_policy == 'stop':
-            self.optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteLossError(f"Non-finite loss or gradient at step {self.step + 1} ({rec}); stopped without saving this step. "
-                f"Last checkpoint: {latest_checkpoint(self.output_dir)}. Lower lr, keep clip_grad on, or set nan_policy='skip'.")
-        else: rec.update(loss=None, skipped=True); self.skipped_steps += 1
         self.scheduler.step(); self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        rec['img_s'] = cfg.batch_size * cfg.grad_accum * self.world_size / (time.perf_counter() - t0)
         return rec
+
+    @staticmethod
+    def _read(recs):
+        "Replace the device tensors of log records (loss, grad_norm) by floats, with one device-to-host copy for all of them."
+        slots = [(r, k) for r in recs for k in ('loss', 'grad_norm') if torch.is_tensor(r.get(k))]
+        if slots:
+            for (r, k), v in zip(slots, torch.stack([r[k].detach().float() for r, k in slots]).tolist()): r[k] = v
+        return recs
+
+    def _finite(self, rec):
+        gn = rec.get('grad_norm')  # fp16: the grad scaler skips overflowing steps itself
+        return math.isfinite(rec['loss']) and (gn is None or math.isfinite(gn) or self.config.mixed_precision == 'fp16')
+
+    def _flush(self, pending, log):
+        "Read the pending records (one device sync), give them the window's img/s, append them to the log; stop at a NaN step."
+        if not pending: return
+        self._read(pending)
+        if self.device.type == 'cuda': torch.cuda.synchronize(self.device)
+        cfg, secs = self.config, time.perf_counter() - self._window_start
+        img_s = len(pending) * cfg.batch_size * cfg.grad_accum * self.world_size / secs
+        bad = next((r for r in pending if not r.get('skipped') and not self._finite(r)), None)
+        good = pending[:pending.index(bad)] if bad else list(pending)
+        for r in good: r['img_s'] = img_s
+        self.history += good
+        if log: log.write(''.join(json.dumps(r) + '\n' for r in good)); log.flush()
+        pending.clear(); self._window_start = None
+        if bad: raise NonFiniteLossError(
+            f"Non-finite loss or gradient at step {bad['step']} ({bad}); stopped without saving that step or any later one. "
+            f"Last checkpoint: {latest_checkpoint(self.output_dir)} (the weights in memory are past the bad step: resume from it). "
+            "Lower lr, keep clip_grad on, or set nan_policy='skip'.")
 
     def save_checkpoint(self) -> Path:
         "Write a checkpoint of the current step atomically (temporary folder, then `os.replace`); returns its path."
@@ -435,21 +463,28 @@ class Trainer:
         batches = self._micro_batches(self.step * cfg.grad_accum)
         log = open(self.output_dir / 'log.jsonl', 'a') if acc.is_main_process else None
         bar = tqdm(total=self.max_steps, initial=self.step, disable=not (acc.is_main_process and cfg.progress), desc='train')
+        pending, self._window_start = [], None  # records of steps whose loss is still on the device
         try:
             while self.step < self.max_steps:
-                rec = self._train_step(batches)
-                self.history.append(rec)
-                if log: log.write(json.dumps(rec) + '\n'); log.flush()
+                if self._window_start is None: self._window_start = time.perf_counter()
+                pending.append(self._train_step(batches))
                 bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == self.max_steps:
-                    recent = [r['loss'] for r in self.history[-cfg.log_every:] if r['loss'] is not None]
+                s, last = self.step, self.step == self.max_steps
+                log_now = s % cfg.log_every == 0 or last
+                sample_now = self.sample_fn is not None and cfg.sample_every and s % cfg.sample_every == 0
+                save_now = (cfg.checkpoint_every and s % cfg.checkpoint_every == 0) or last
+                if log_now or sample_now or save_now: self._flush(pending, log)  # raises on a NaN step, before anything is saved
+                if log_now:
+                    rec, recent = self.history[-1], [r['loss'] for r in self.history[-cfg.log_every:] if r['loss'] is not None]
                     mean = sum(recent) / max(1, len(recent))
                     bar.set_postfix(loss=f'{mean:.4f}', img_s=f"{rec['img_s']:.0f}")
-                    acc.log(dict(loss=mean, lr=rec['lr'], img_s=rec['img_s']), step=self.step)
-                if self.sample_fn is not None and cfg.sample_every and self.step % cfg.sample_every == 0: self._sample()
-                if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or self.step == self.max_steps:
-                    self.save_checkpoint()
+                    acc.log(dict(loss=mean, lr=rec['lr'], img_s=rec['img_s']), step=s)
+                if sample_now: self._sample()
+                if save_now: self.save_checkpoint()
         finally:
+            try:  # a crash or an interrupt: the steps already taken still reach the log
+                if pending: self._flush(pending, log)
+            except NonFiniteLossError: pass
             bar.close()
             if log: log.close()
         return self
