@@ -334,6 +334,9 @@ class Trainer:
         lr, losses = self.scheduler.get_last_lr()[0], []
         for _ in range(cfg.grad_accum):
             x, y = next(batches)
+            if self.num_classes and y.device.type == 'cpu' and bool((y > self.num_classes).any()):  # on the host: costs no GPU wait
+                raise ValueError(f"step {self.step + 1}: the dataset gave class label {int(y.max())}, but the model has num_classes="
+                                 f"{self.num_classes} (labels 0..{self.num_classes - 1}, or -1 for unlabelled)")
             x, y = self._to_device(x), self._to_device(y)
             with acc.accumulate(self.model):
                 loss = self.loss(x, y)
