@@ -41,6 +41,10 @@ def section_ratios(report, section):
         for v in s.get('variants', {}):
             if v.startswith('flowmatch_bf16_fused_compile_'):
                 add_ratio(report, f'dit_train: {v} / flowmatch_bf16_fused_compile (img/s)', f'dit_train.variants.{v}.img_s', base)
+    elif section == 'memory':
+        for v in s.get('estimates', {}):
+            add_ratio(report, f'memory: {v} measured / estimated peak (GiB)', f'dit_train.variants.{v}.peak_mem_gib',
+                      f'memory.estimates.{v}.total')
     elif section == 'sampling':
         add_ratio(report, 'sampling: fid50k with VAE decode / DiT only (time)', 'sampling.fid50k_total_s', 'sampling.fid50k_dit_s')
         for v in s.get('variants', {}):
@@ -88,7 +92,7 @@ def format_section(report, name):
     "The printed block of one section."
     s = report.get(name)
     if s is None: return ''
-    title = dict(dit_train='DiT training step', sampling='Sampling (forward only)', vae='VAE encode / decode',
+    title = dict(dit_train='DiT training step', memory='Training memory at the seed configuration (estimated)', sampling='Sampling (forward only)', vae='VAE encode / decode',
                  latents='Latent cache loader', overhead='Framework overhead (Trainer vs plain loop)')[name]
     head = f"\n== {title}  [{s.get('section_s', 0):.1f} s]"
     if 'error' in s: return f"{head}\nERROR: {s['error']}"
@@ -109,6 +113,13 @@ def format_section(report, name):
         out.append(table(['variant', 'img/s', 'ms/step', 'MFU', 'peak GiB', 'vs reference'], rows))
         out.append(f"timing: {s['timing']}")
         if 'process_max_rss_gib' in s: out.append(f"process max RSS so far: {s['process_max_rss_gib']:.2f} GiB (per-variant peaks: GPU only)")
+    elif name == 'memory':
+        c = s['config']
+        out.append(f"{c['name']}, batch {s['batch']}, on {s['device']}; {s['method']}")
+        out.append(table(['step', 'params', 'grads', 'activations', 'optimizer', 'temporary', 'total GiB', f"<= {s['target_gib']:.1f} GiB",
+                          'measured GiB'],
+                         [[k, num(e['parameter']), num(e['gradient']), num(e['activation']), num(e['optstate']), num(e['temp']),
+                           num(e['total']), e['fits_target'], num(e.get('measured_peak_gib'))] for k, e in s['estimates'].items()]))
     elif name == 'sampling':
         rows = [['img-NFE/s', num(s['img_nfe_s'])], ['ms per call', f"{num(s['call_ms'])} ({s['nfe_per_call']:g} NFE, batch {s['batch']})"],
                 ['MFU (forward)', pct(s['mfu'])], ['peak GiB', num(s['peak_mem_gib'])],

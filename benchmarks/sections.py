@@ -1,5 +1,5 @@
 """The measurements. Each `bench_*` takes the run's `Context` and returns a JSON-ready dict (numbers, settings, skipped parts)."""
-import contextlib, io, statistics, tempfile, time, traceback
+import contextlib, io, statistics, tempfile, time, traceback, warnings
 from dataclasses import dataclass, field
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -40,7 +40,7 @@ def settings(device, quick):
                     sample_batch=512, sample_batch_compiled=1024, sample_steps=10, sample_budget_s=6.0,
                     vae_preset='sd', vae_batch=64, vae_budget_s=5.0,
                     cache_items=1024, cache_batch=256, cache_budget_s=2.0,
-                    trainer_warm=8, trainer_steps=40, later_reserve_s=200.0, total_budget_s=480.0)
+                    trainer_warm=8, trainer_steps=40, trainer_window=8, later_reserve_s=200.0, total_budget_s=480.0)
     cpu = dict(dit=dict(input_size=16, patch_size=2, in_channels=4, hidden_size=128, depth=4, num_heads=4, num_classes=0),
                dit_name='small CPU DiT', batch=32, warmup=1, min_iters=4, step_budget_s=4.0, compile=True, compile_reserve_s=120.0,
                sample_batch=32, sample_steps=5, sample_budget_s=3.0,
@@ -218,6 +218,35 @@ def bench_dit_train(ctx):
     return out
 
 
+# ---------------------------------------------------------------------------------------------------------------------- memory
+MEMORY_BATCH = 256  # the issue's memory target: the seed configuration at batch 256 fits in 24 GB
+
+
+def bench_memory(ctx, report=None):
+    "Estimated peak memory of the seed DiT's training step at batch 256 (fp32 and bf16), on any device; next to the measured peak on a GPU."
+    from flowmatch.dit import DiT, DIT_PRESETS
+    from flowmatch.memory import estimate_memory
+    try: import torch.distributed._tools.mem_tracker  # noqa: F401  (a private torch module: it may move)
+    except ImportError as e: return dict(skipped=f'torch.distributed._tools.mem_tracker is not importable here: {e}')
+    dit = dict(DIT_PRESETS['celebahq'])
+    plan = [('flowmatch_bf16', DiT, True)] if ctx.quick else [('flowmatch_fp32', DiT, False), ('flowmatch_bf16', DiT, True),
+                                                              ('reference_bf16', ReferenceDiT, True)]
+    out = dict(config=dict(dit, name='celebahq (seed)'), batch=MEMORY_BATCH, device=ctx.device, target_gib=24e9 / 2**30,
+               method='flowmatch.memory.estimate_memory: MemTracker on fake tensors (no data, no compute), two eager training '
+                      'steps with AdamW; tensor memory only (no allocator cache, no CUDA context)', estimates={})
+    for name, cls, amp in plan:  # the bare step of `dit_train`: no EMA copy, no clipping
+        t0 = time.perf_counter()
+        est = estimate_memory(lambda: cls(**dit), (MEMORY_BATCH, dit['in_channels'], dit['input_size'], dit['input_size']),
+                              'bf16' if amp else 'no', clip_grad=None, ema=False, device=ctx.device)
+        out['estimates'][name] = dict(est, seconds=time.perf_counter() - t0, fits_target=est['total'] <= out['target_gib'])
+    if ctx.cuda:  # what the training section measured for the same step, when it ran at batch 256
+        d = (report or {}).get('dit_train', {})
+        for name in out['estimates']:
+            v = d.get('variants', {}).get(name, {})
+            if d.get('batch') == MEMORY_BATCH and 'peak_mem_gib' in v: out['estimates'][name]['measured_peak_gib'] = v['peak_mem_gib']
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------------------- sampling
 def _sampling_variant(ctx, B, compiled):
     "img-NFE/s of Euler sampling with flowmatch's DiT at batch B, eager or with torch.compile."
@@ -326,26 +355,48 @@ class _Tensors(torch.utils.data.Dataset):
     def __getitem__(self, i): return self.x[i], self.y[i]
 
 
-def _trainer_throughput(ctx, model, dataset, batch, warm, steps, lr, **config):
-    "Train with `flowmatch.train.Trainer`; img/s from its own per-step timings after `warm` steps, and over the whole `fit`."
+def _count_syncs(trainer, steps):
+    "Count, with CUDA's sync debug mode, the calls that make the host wait for the GPU inside each of the trainer's next `steps` steps."
+    counts, step = [], trainer._train_step
+    def counted(*args):
+        if len(counts) >= steps: return step(*args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            torch.cuda.set_sync_debug_mode('warn')
+            try: return step(*args)
+            finally:
+                torch.cuda.set_sync_debug_mode('default')
+                counts.append(sum('synchroniz' in str(w.message) for w in caught))
+    trainer._train_step = counted
+    return counts
+
+
+def _trainer_throughput(ctx, model, dataset, batch, warm, steps, lr, window=1, **config):
+    """Train with `flowmatch.train.Trainer`; img/s from its own timings after `warm` steps, and over the whole `fit`. The Trainer
+    times the steps between two reads of the loss (`log_every`): `window` steps (warm is a multiple of it)."""
     from flowmatch.train import Trainer, TrainConfig
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        cfg = TrainConfig(max_steps=warm + steps, batch_size=batch, lr=lr, ema_decay=0.999, checkpoint_every=0, log_every=10**6,
+        cfg = TrainConfig(max_steps=warm + steps, batch_size=batch, lr=lr, ema_decay=0.999, checkpoint_every=0, log_every=window,
                           progress=False, output_dir=tmp, seed=0, **config)
         t0 = time.perf_counter()
         tr = Trainer(model, dataset, cfg)
         t1 = time.perf_counter()
+        syncs = _count_syncs(tr, warm) if ctx.cuda and torch.cuda.is_available() else None  # in the untimed first window
         tr.fit()
         t2 = time.perf_counter()
         tr.close()
         step_s = [batch / r['img_s'] for r in tr.history[warm:]]
     per_step = min(step_s) if ctx.stat == 'min' else statistics.median(step_s)
     fit_s = t2 - t1
-    return dict(img_s=batch / per_step, step_ms=1e3 * per_step, iters=len(step_s), init_s=t1 - t0, fit_s=fit_s,
-                fit_fixed_s=max(0.0, fit_s - sum(batch / r['img_s'] for r in tr.history)),
-                note=f"img_s: {ctx.stat} of the Trainer's own per-step timings (data loading, EMA, clipping included); init_s: "
-                     "Trainer(...) (Accelerator, optimizer, EMA copy); fit_fixed_s: the part of fit() outside the steps "
-                     "(run.json, trackers, log lines, final checkpoint)")
+    out = dict(img_s=batch / per_step, step_ms=1e3 * per_step, iters=len(step_s), window_steps=window, init_s=t1 - t0, fit_s=fit_s,
+               fit_fixed_s=max(0.0, fit_s - sum(batch / r['img_s'] for r in tr.history)),
+               note=f"img_s: {ctx.stat} over the Trainer's own timings of each window of {window} step(s) between two reads of the loss "
+                    "(data loading, EMA, clipping included); init_s: Trainer(...) (Accelerator, optimizer, EMA copy); fit_fixed_s: "
+                    "the part of fit() outside the steps (run.json, trackers, log lines, final checkpoint)")
+    if syncs is not None:  # the first step compiles: its count is not the steady state
+        out.update(syncs_per_step=syncs[1:], syncs_note="host waits for the GPU inside each step (torch.cuda.set_sync_debug_mode "
+                   "'warn'), steps 2..warm; the loss is read once per window, outside the steps")
+    return out
 
 
 def _plain_throughput(ctx, model, data, labels, batch, warm, steps, lr):
@@ -387,13 +438,13 @@ def _trainer_on_gpu(ctx, report):
         source = f'{n} random latents in GPU memory (no latent cache was built in this run)'
     torch.manual_seed(0)
     fresh_memory(ctx.device)
-    tr = _trainer_throughput(ctx, DiT(**d), data, B, c['trainer_warm'], c['trainer_steps'], 1e-4,
+    tr = _trainer_throughput(ctx, DiT(**d), data, B, c['trainer_warm'], c['trainer_steps'], 1e-4, window=c['trainer_window'],
                              mixed_precision='bf16', compile=True)
     tr['peak_mem_gib'] = peak_memory_gb(ctx.device)
     torch.compiler.reset()
     return dict(model=c['dit_name'], batch=B, data=source, trainer=tr, bare_step='dit_train.variants.flowmatch_bf16_fused_compile',
-                note='Trainer: data gather, loss, backward, clip_grad_norm 1.0, fused AdamW, fp32 EMA, loss.item() and a log '
-                     'record every step; bare step: loss, backward, fused AdamW on a fixed batch')
+                note=f"Trainer: data gather, loss, backward, clip_grad_norm 1.0, fused AdamW, fp32 EMA, a log record every step (the "
+                     f"losses read every {c['trainer_window']} steps); bare step: loss, backward, fused AdamW on a fixed batch")
 
 
 def bench_overhead(ctx, report=None):

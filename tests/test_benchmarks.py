@@ -30,7 +30,7 @@ def check_section(run, name):
 
 
 def test_every_section_ran(run):
-    for name in ('dit_train', 'vae', 'sampling', 'latents', 'overhead'): check_section(run, name)
+    for name in ('dit_train', 'memory', 'vae', 'sampling', 'latents', 'overhead'): check_section(run, name)
     assert run['returncode'] == 0, run['stderr'][-4000:]
     rep = run['report']
     assert rep['meta']['device'] == 'cpu' and rep['meta']['quick'] is True
@@ -49,6 +49,20 @@ def test_training_numbers(run):
     assert d['flops_per_img']['train'] == 3 * d['flops_per_img']['forward_formula']
     # flowmatch.dit's FLOP formula agrees with torch's FLOP counter run on the reference model
     assert d['flops_per_img']['forward_formula'] == pytest.approx(d['flops_per_img']['forward_counted_reference'], rel=0.01)
+
+
+def test_memory_estimate(run):
+    m = check_section(run, 'memory')
+    from flowmatch.dit import DiT, DIT_PRESETS
+    n = sum(p.numel() for p in DiT(**DIT_PRESETS['celebahq']).parameters())
+    assert m['batch'] == 256 and m['config']['hidden_size'] == 512
+    e = m['estimates']['flowmatch_bf16']
+    assert e['parameter'] == pytest.approx(4 * n / 2**30, rel=1e-6)          # fp32 weights, counted exactly
+    assert e['optstate'] == pytest.approx(2 * e['parameter'], rel=1e-3)     # AdamW's two moments (+ tiny step counters)
+    assert e['activation'] > 10 * e['parameter']                           # batch 256: activations dominate
+    assert e['total'] == pytest.approx(sum(v for k, v in e.items() if k in ('parameter', 'buffer', 'gradient', 'activation',
+                                                                            'temp', 'optstate', 'other')), rel=1e-6)
+    assert e['fits_target'] == (e['total'] <= 24e9 / 2**30)
 
 
 def test_sampling_and_vae(run):
@@ -113,13 +127,14 @@ def test_gpu_plan_runs_on_a_cpu(monkeypatch):
         cuda = property(lambda self: True)
         stat = property(lambda self: 'median')
     cfg = dict(S.settings('cpu', True), compile_reserve_s=1, later_reserve_s=0, sample_batch_compiled=32, trainer_warm=2,
-               trainer_steps=3, step_budget_s=0.1, sample_budget_s=0.1, vae_budget_s=0.1)
+               trainer_steps=3, trainer_window=1, step_budget_s=0.1, sample_budget_s=0.1, vae_budget_s=0.1)
     ctx = GpuLike('cpu', True, 1e11, Deadline(1e9), cfg)
     rep = {}
-    sections = [('dit_train', S.bench_dit_train), ('vae', S.bench_vae), ('sampling', S.bench_sampling), ('latents', S.bench_latents),
+    sections = [('dit_train', S.bench_dit_train), ('memory', S.bench_memory), ('vae', S.bench_vae), ('sampling', S.bench_sampling),
+                ('latents', S.bench_latents),
                 ('overhead', S.bench_overhead)]
     for name, fn in sections:
-        rep[name] = fn(ctx, rep) if name in ('sampling', 'latents', 'overhead') else fn(ctx)
+        rep[name] = fn(ctx, rep) if name in ('memory', 'sampling', 'latents', 'overhead') else fn(ctx)
         rep[name]['section_s'] = 0.0
         section_ratios(rep, name)
         assert 'ERROR' not in format_section(rep, name), format_section(rep, name)
