@@ -7,7 +7,7 @@ __all__ = ['TrainConfig', 'batch_indices', 'flow_matching_loss', 'lr_multiplier'
            'read_log', 'image_grid', 'save_png', 'NonFiniteLossError', 'Trainer']
 
 # %% ../nbs/09_train.ipynb #e5c7a524
-import os, math, json, time, copy, shutil, difflib, typing, types, inspect, warnings
+import os, math, json, time, copy, shutil, difflib, typing, types, inspect, warnings, contextlib
 from dataclasses import dataclass, fields, asdict, replace
 from functools import partial
 from pathlib import Path
@@ -485,9 +485,8 @@ class Trainer:
                 if sample_now: self._sample()
                 if save_now: self.save_checkpoint()
         finally:
-            try:  # a crash or an interrupt: the steps already taken still reach the log
-                if pending: self._flush(pending, log)
-            except NonFiniteLossError: pass
+            if pending:  # a crash or an interrupt: the steps already taken still reach the log, when their values can be read
+                with contextlib.suppress(Exception): self._flush(pending, log)  # the original error is the one to report
             bar.close()
             if log: log.close()
         return self
