@@ -232,7 +232,7 @@ def bench_memory(ctx, report=None):
     plan = [('flowmatch_bf16', DiT, True)] if ctx.quick else [('flowmatch_fp32', DiT, False), ('flowmatch_bf16', DiT, True),
                                                               ('reference_bf16', ReferenceDiT, True)]
     out = dict(config=dict(dit, name='celebahq (seed)'), batch=MEMORY_BATCH, device=ctx.device, target_gib=24e9 / 2**30,
-               method='flowmatch.memory.estimate_memory: MemTracker on fake tensors (no data, no compute), two eager training '
+               method='flowmatch.memory.estimate_memory: MemTracker on fake tensors (no data, no compute), the second of two eager training '
                       'steps with AdamW; tensor memory only (no allocator cache, no CUDA context)', estimates={})
     for name, cls, amp in plan:  # the bare step of `dit_train`: no EMA copy, no clipping
         t0 = time.perf_counter()

@@ -11,7 +11,7 @@ import torch
 from .train import flow_matching_loss, EMA, TrainConfig, _adamw
 from .config import Config, build_model, model_input
 
-# %% ../nbs/11a_memory.ipynb #a9f2ecac
+# %% ../nbs/11a_memory.ipynb #f011748b
 _AMP = dict(no=None, bf16=torch.bfloat16, fp16=torch.float16)
 KINDS = ('parameter', 'buffer', 'gradient', 'optstate', 'activation', 'temp', 'other')
 
@@ -43,21 +43,21 @@ def estimate_memory(make_model, # function returning a fresh velocity model, e.g
         if ema:  # the Trainer's float32 average; built again, as a deep copy would leave the fake mode
             avg = object.__new__(EMA)
             with device: avg.decay, avg.model = 0.9999, make_model().eval().requires_grad_(False)
+        num_classes = int(getattr(model, 'num_classes', 0) or 0)
+        def step():
+            x1 = torch.randn(x_shape, device=device)
+            cond = dict(y=torch.zeros(x_shape[0], dtype=torch.long, device=device)) if num_classes else {}
+            with torch.autocast(device.type, dtype=_AMP[mixed_precision] or torch.float32, enabled=mixed_precision != 'no'):
+                loss = flow_matching_loss(model, x1, **cond)
+            loss.backward()
+            if clip_grad: torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+            opt.step()
+            if avg: avg.update(model)
+            opt.zero_grad(set_to_none=True)
+        step()  # creates AdamW's moments: the second step, which holds them throughout, has the higher peak
         tracker = MemTracker()
         tracker.track_external(model, opt, *([avg.model] if avg else []))
-        num_classes = int(getattr(model, 'num_classes', 0) or 0)
-        with tracker:
-            for _ in range(2):  # the second step holds AdamW's moments too
-                x1 = torch.randn(x_shape, device=device)
-                cond = dict(y=torch.zeros(x_shape[0], dtype=torch.long, device=device)) if num_classes else {}
-                with torch.autocast(device.type, dtype=_AMP[mixed_precision] or torch.float32, enabled=mixed_precision != 'no'):
-                    loss = flow_matching_loss(model, x1, **cond)
-                loss.backward()
-                if clip_grad: torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-                opt.step()
-                if avg: avg.update(model)
-                opt.zero_grad(set_to_none=True)
-                tracker.reset_mod_stats()
+        with tracker: step()
         peak = tracker.get_tracker_snapshot('peak')
     found = {getattr(k, 'value', k).lower(): v / 2**30 for d, kinds in peak.items() if torch.device(d).type == device.type
              for k, v in kinds.items()}
