@@ -151,6 +151,8 @@ def _plan(ctx):
                  Variant('flowmatch_bf16_fused_compile', DiT, True, True, 'model'),
                  Variant('flowmatch_bf16_fused_compile_step', DiT, True, True, 'step'),
                  Variant(f'flowmatch_bf16_fused_compile_b{2 * B}', DiT, True, True, 'model', batch=2 * B, extra=True),
+                 # CUDA graphs replay the compiled forward and backward without per-kernel launches
+                 Variant('flowmatch_bf16_fused_compile_cudagraphs', DiT, True, True, 'model', mode='reduce-overhead', extra=True),
                  Variant('flowmatch_bf16_fused_compile_max_autotune', DiT, True, True, 'model', mode='max-autotune-no-cudagraphs',
                          extra=True)]
     elif ctx.cfg['compile']: plan += [Variant('flowmatch_fp32_compile', DiT, compiled='model')]  # CPU: fp32, fast on every CPU

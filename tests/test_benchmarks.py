@@ -140,7 +140,7 @@ def test_gpu_plan_runs_on_a_cpu(monkeypatch):
         assert 'ERROR' not in format_section(rep, name), format_section(rep, name)
     d = rep['dit_train']
     names = [v.name for v in S._plan(ctx)]
-    assert list(d['variants']) == names and len(names) == 9
+    assert list(d['variants']) == names and len(names) == 10
     for v in d['variants'].values(): assert positive(v['img_s']), v
     assert d['variants']['flowmatch_bf16_fused_compile_b32']['batch'] == 32
     # every flowmatch variant started from the same weights, batch, noise and times: the first losses agree with fp32
