@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np, torch
 from .config import load_config, config_path, build_model, Config
 from .samplers import EVALS_PER_STEP
+from .dit import dit_flops
 
 # %% ../nbs/15_celebahq.ipynb #cf74fb9d
 def _nfe(method:str, steps:int) -> int|None:

@@ -59,3 +59,18 @@ def test_readme_pictures_exist():
     links = re.findall(r'!\[[^\]]*\]\(([^)\s]+)\)', (ROOT/'README.md').read_text())
     assert links, 'the README shows no picture'
     for link in links: assert (ROOT/link).is_file(), f'README links {link}, which is not in the repository'
+
+
+def test_library_names_are_defined():
+    "Every name the exported modules use is defined or imported there: an import that only a notebook's test cell makes fails here."
+    from pyflakes import api, messages, reporter
+    class Collect(reporter.Reporter):
+        def __init__(self): self.found = []
+        def flake(self, m): self.found.append(m)
+        def unexpectedError(self, f, msg): self.found.append(f'{f}: {msg}')
+        def syntaxError(self, f, msg, *a): self.found.append(f'{f}: {msg}')
+    rep = Collect()
+    for f in sorted((ROOT / 'flowmatch').glob('*.py')): api.checkPath(str(f), rep)
+    bad = [str(m) for m in rep.found if isinstance(m, str) or isinstance(m, (messages.UndefinedName, messages.UndefinedExport,
+                                                                             messages.UndefinedLocal))]
+    assert not bad, '\n'.join(bad)
