@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml, torch
 from .train import TrainConfig, _coerce as _check
 from .data import Digits, ImageFolder, ToyPoints, prepare_celebahq, find_images
-from .vae import VAE, VAE_PRESETS, _blocks
+from .vae import VAE, VAE_PRESETS, preset_arch
 from .dit import DiT, DIT_PRESETS
 from .unet import UNet, UNET_PRESETS
 from .toy import MLPVelocity, TOY_DATASETS
@@ -340,11 +340,7 @@ def load_config(path, # YAML file, or the name of a config in configs/ ('digits'
 def _vae_arch(cfg:Config) -> dict:
     "AutoencoderKL arguments of the configured VAE: preset + overrides, or the config.json of `pretrained`."
     v = cfg.vae
-    if v.preset != 'none':
-        a = {**VAE_PRESETS[v.preset], **v.overrides}
-        if 'block_out_channels' in v.overrides and 'down_block_types' not in v.overrides:  # one block type per level
-            a.update(_blocks(len(a['block_out_channels'])))
-        return a
+    if v.preset != 'none': return preset_arch(v.preset, **v.overrides)
     from diffusers import AutoencoderKL
     p = Path(v.pretrained).expanduser()
     try:
@@ -405,11 +401,11 @@ def build_vae(cfg:Config, # the config
     v = cfg.vae
     if not v.enabled: return None
     if v.pretrained is not None and weights: return VAE.from_pretrained(v.pretrained, subfolder=v.subfolder)
-    from diffusers import AutoencoderKL
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return VAE(AutoencoderKL(**{k: a for k, a in _vae_arch(cfg).items() if not k.startswith('_')}),
-                   name=f'preset:{v.preset}' if v.preset != 'none' else v.pretrained)
+        if v.preset != 'none': return VAE.from_preset(v.preset, **v.overrides)
+        from diffusers import AutoencoderKL  # the architecture of `vae.pretrained`, randomly initialised
+        return VAE(AutoencoderKL(**{k: a for k, a in _vae_arch(cfg).items() if not k.startswith('_')}), name=v.pretrained)
 
 def build_dataset(cfg:Config, # the config
                   split:str='train', # 'train' or 'test' (held-out digits / the folder without flips / other toy points)
