@@ -8,19 +8,18 @@ __all__ = ['STAGES', 'train_vae', 'encode_latents', 'latent_stats', 'training_da
            'run', 'solver_table', 'format_table', 'demo']
 
 # %% ../nbs/12_recipe.ipynb #21257e2d
-import os, io, json, time, math, shutil, copy, contextlib
+import os, io, json, time, shutil, copy, contextlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 from accelerate import PartialState
 from .config import *
 from .config import MODELS, Config
 from .paths import AffinePath
 from .samplers import sample, ClassifierFreeGuidance, CountNFE, Trajectory, EVALS_PER_STEP
-from .vae import VAE, train_vae as _fit_vae, reconstruction_psnr, normalize_latents, denormalize_latents
-from .latents import LatentCache
+from .vae import VAE, train_vae as _fit_vae, reconstruction_psnr, denormalize_latents
+from .latents import LatentCache, _write_json
 from .train import Trainer, image_grid, save_png, read_log
 from .eval import digit_classifier, digits_fid, class_accuracy, inception_fid
 
@@ -52,25 +51,14 @@ def train_vae(cfg:Config): # the run's config
     return VAE.from_pretrained(done).eval()  # what later calls load, bit for bit
 
 # %% ../nbs/12_recipe.ipynb #4bef3542
-def encode_latents(cfg:Config): # the run's config (with a VAE)
+def encode_latents(cfg:Config, # the run's config (with a VAE)
+                   vae:VAE=None): # the run's VAE when the caller has it already (default: `train_vae(cfg)`)
     "The run's `LatentCache`: built (or completed) from the training images with the run's VAE."
     if not cfg.vae.enabled: raise ValueError("this config has no VAE (vae.preset: none): the flow trains on the images, no latents")
     l = cfg.latents
-    return LatentCache.build(cfg.latents_dir, build_dataset(cfg, 'train', augment=False), train_vae(cfg), batch_size=l.batch_size,
+    return LatentCache.build(cfg.latents_dir, build_dataset(cfg, 'train', augment=False), vae or train_vae(cfg), batch_size=l.batch_size,
                              shard_size=l.shard_size, flip=l.flip, sample=l.sample, seed=cfg.seed, dtype=l.dtype,
                              progress=cfg.progress)
-
-class _Renormalized(Dataset):
-    "Items of a raw `LatentCache` normalised by a VAE's own shift/scale instead of the measured ones."
-    def __init__(self, cache, shift, scale): self.cache, self.shift, self.scale, self.num_classes = cache, shift, scale, cache.num_classes
-    def __len__(self): return len(self.cache)
-    def _norm(self, z): return normalize_latents(z, self.shift, self.scale)
-    def __getitem__(self, i):
-        z, y = self.cache[i]
-        return self._norm(z), y
-    def get_batch(self, idx): # the Trainer's fast path: one gather per batch
-        z, y = self.cache.gather(idx)
-        return self._norm(z), y
 
 def latent_stats(cfg:Config, cache:LatentCache, vae:VAE):
     "(shift, scale), each (C,), that map raw latents to what the flow is trained on."
@@ -79,10 +67,10 @@ def latent_stats(cfg:Config, cache:LatentCache, vae:VAE):
 def training_data(cfg:Config):
     "What the flow trains on: normalised latents (with a VAE) or the images/points themselves."
     if not cfg.vae.enabled: return build_dataset(cfg, 'train')
-    cache = encode_latents(cfg)
-    if cfg.vae.scale_from_data: return cache
-    shift, scale = latent_stats(cfg, cache, train_vae(cfg))
-    return _Renormalized(LatentCache(cache.root, normalize=False), shift, scale)
+    vae = train_vae(cfg)
+    cache = encode_latents(cfg, vae)
+    cache.shift, cache.scale = latent_stats(cfg, cache, vae)  # the cache normalises its items and batches with these
+    return cache
 
 # %% ../nbs/12_recipe.ipynb #f907dfcb
 def train(cfg:Config, # the run's config
@@ -246,9 +234,10 @@ def trajectory_animation(cfg:Config, # the run's config (images: a VAE or pixel 
 # %% ../nbs/12_recipe.ipynb #96c9c59f
 def _to32(x): return x if x.shape[-1] == 32 else F.interpolate(x, size=(32, 32), mode='bilinear', align_corners=False).clamp(-1, 1)
 
-def reference_images(cfg:Config) -> torch.Tensor: # the run's config
+def reference_images(cfg:Config, # the run's config
+                     real=None) -> torch.Tensor: # `build_dataset(cfg, 'test', augment=False)` when the caller has it already
     "The first `eval.real` images of the run's data (all when unset), without random flips: what Inception FID compares with."
-    real = build_dataset(cfg, 'test', augment=False)
+    real = real if real is not None else build_dataset(cfg, 'test', augment=False)
     return torch.stack([real[i][0] for i in range(min(len(real), cfg.eval.real or len(real)))])
 
 def evaluate(cfg:Config, # the run's config
@@ -270,9 +259,11 @@ def evaluate(cfg:Config, # the run's config
         x32 = _to32(x)
         out.update(digits_fid=digits_fid(x32, classifier=clf), class_accuracy=class_accuracy(clf, x32, y),
                    classifier_accuracy=clf.held_out_accuracy)
-    elif e.kind == 'inception':
-        out.update(inception_fid=inception_fid(x, reference_images(cfg), weights_path=e.inception_weights))
-    if vae_psnr and tr.vae is not None: out.update(vae_psnr=reconstruction_psnr(tr.vae, build_dataset(cfg, 'test', augment=False)))
+    psnr = vae_psnr and tr.vae is not None
+    # the held-out data, built once for both uses below (an image folder checks every file when it is built)
+    test = build_dataset(cfg, 'test', augment=False) if e.kind == 'inception' or psnr else None
+    if e.kind == 'inception': out.update(inception_fid=inception_fid(x, reference_images(cfg, test), weights_path=e.inception_weights))
+    if psnr: out.update(vae_psnr=reconstruction_psnr(tr.vae, test))
     return out
 
 # %% ../nbs/12_recipe.ipynb #182f6473
@@ -296,8 +287,7 @@ def _done(cfg, stage, metrics):
     if stage == 'sample': return (o / 'samples.png').exists() and metrics.get('sample', {}).get('config') == sample_cfg
     if stage == 'eval': return metrics.get('eval', {}).get('sample_config') == sample_cfg and metrics['eval'].get('n') == cfg.eval.n
 
-def _write_json(path, obj):
-    tmp = path.with_name(path.name + '.part'); tmp.write_text(json.dumps(obj, indent=1)); os.replace(tmp, path)
+
 
 def run(cfg:Config, # the run's config
         stages=None): # names from STAGES to run (default: all); finished ones are skipped
@@ -340,7 +330,7 @@ def run(cfg:Config, # the run's config
             metrics['eval'] = dict(evaluate(cfg, trained), sample_config=cfg.sample.to_dict())
         seconds[stage], cpu[stage] = _seconds(t0), round(time.process_time() - c0, 2)
         for d in (seconds, cpu): d['total'] = round(sum(v for k, v in d.items() if k != 'total'), 2)
-        if main: _write_json(mpath, metrics)
+        if main: _write_json(mpath, metrics, indent=1)
         say(f'flowmatch: {stage}: {seconds[stage]:.1f} s')
     _barrier()
     return metrics
