@@ -141,7 +141,7 @@ def format_section(report, name):
         out.append(f"{s['items']} latents {'x'.join(map(str, s['latent_shape']))} ({s['storage_dtype']}, {s['shards']} shards) from "
                    f"{'x'.join(map(str, s['image_shape']))} images through VAE preset {s['vae_preset']!r}; batch {s['batch']}")
         rows = [['build (encode + write)', num(s['build']['img_s']), '-'],
-                ['load: LatentLoader (batched)', num(s['load']['img_s']), num(s['load']['batch_ms'])],
+                ['load: get_batch (as the Trainer)', num(s['load']['img_s']), num(s['load']['batch_ms'])],
                 ['load: DataLoader, item by item', num(s['load_items']['img_s']), num(s['load_items']['batch_ms'])]]
         if 'train_img_s' in s: rows.append([f"training consumes ({s['train_source']})", num(s['train_img_s']), '-'])
         out.append(table(['latents', 'img/s', 'ms/batch'], rows))

@@ -12,8 +12,7 @@ from . import sections as S
 from .report import section_ratios, format_section, table, errors, get
 from .timing import Deadline, device_peak, max_rss_gb
 
-# Order matters: memory compares with training's measured peaks, sampling adds the VAE's decode time to its 50k-sample estimate, the latent cache compares with training.
-SECTIONS = ['dit_train', 'memory', 'vae', 'sampling', 'latents', 'overhead']
+SECTIONS = list(S.SECTIONS)  # in run order (see benchmarks/sections.py: later sections read earlier ones)
 
 
 def _meta(args, cfg):
@@ -31,10 +30,8 @@ def _meta(args, cfg):
 
 
 def _run_section(name, ctx, report):
-    fn = dict(dit_train=S.bench_dit_train, memory=S.bench_memory, vae=S.bench_vae, sampling=S.bench_sampling, latents=S.bench_latents,
-              overhead=S.bench_overhead)[name]
     t0 = time.perf_counter()
-    try: out = fn(ctx, report) if name in ('memory', 'sampling', 'latents', 'overhead') else fn(ctx)
+    try: out = S.SECTIONS[name](ctx, report)
     except Exception as e:
         out = dict(error=f'{type(e).__name__}: {e}', traceback=traceback.format_exc())
     out['section_s'] = time.perf_counter() - t0

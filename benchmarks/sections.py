@@ -1,4 +1,5 @@
-"""The measurements. Each `bench_*` takes the run's `Context` and returns a JSON-ready dict (numbers, settings, skipped parts)."""
+"""The measurements. Each `bench_*` takes the run's `Context` and the report so far (the sections before it; `None` when run
+alone) and returns a JSON-ready dict (numbers, settings, skipped parts). `SECTIONS`, at the end, lists them in run order."""
 import contextlib, io, statistics, tempfile, time, traceback, warnings
 from dataclasses import dataclass, field
 import torch
@@ -46,7 +47,7 @@ def settings(device, quick):
                sample_batch=32, sample_steps=5, sample_budget_s=3.0,
                vae_preset='digits', vae_batch=32, vae_budget_s=3.0,
                cache_items=512, cache_batch=64, cache_budget_s=2.0,
-               overhead=True, toy_batch=256, toy_steps=60, digits_batch=32, dit_steps=20,
+               toy_batch=256, toy_steps=60, digits_batch=32, dit_steps=20,
                digits_dit=dict(patch_size=2, hidden_size=128, depth=4, num_heads=4, num_classes=10),
                total_budget_s=600.0)
     if not quick: return cpu
@@ -59,10 +60,15 @@ def settings(device, quick):
 def _params(model): return sum(p.numel() for p in model.parameters())
 
 
+def _count(fn):
+    "FLOPs of `fn()` (all of them, not per image)."
+    with FlopCounterMode(display=False) as counter: fn()
+    return counter.get_total_flops()
+
+
 def count_forward_flops(model, x, t):
     "FLOPs of one forward pass counted by torch's FlopCounterMode (matmuls and convolutions), per image."
-    with torch.no_grad(), FlopCounterMode(display=False) as counter: model(x, t)
-    return counter.get_total_flops() / x.shape[0]
+    with torch.no_grad(): return _count(lambda: model(x, t)) / x.shape[0]
 
 
 # ---------------------------------------------------------------------------------------------------------------------- training
@@ -173,7 +179,7 @@ def _loss_agreement(curves, batch):
     return out
 
 
-def bench_dit_train(ctx):
+def bench_dit_train(ctx, report=None):
     "Training img/s of flowmatch's DiT in each precision/compile variant next to a plain reference DiT."
     from flowmatch.dit import DiT, dit_flops
     c = ctx.cfg
@@ -306,7 +312,7 @@ def bench_sampling(ctx, report=None):
 
 
 # ---------------------------------------------------------------------------------------------------------------------- VAE
-def bench_vae(ctx):
+def bench_vae(ctx, report=None):
     "Encode and decode throughput of `flowmatch.vae.VAE` (random weights: speed does not depend on them)."
     from flowmatch.vae import VAE
     c, B = ctx.cfg, ctx.cfg['vae_batch']
@@ -337,14 +343,9 @@ def bench_vae(ctx):
     return out
 
 
-def _count(fn):
-    with FlopCounterMode(display=False) as counter: fn()
-    return counter.get_total_flops()
-
-
 # ---------------------------------------------------------------------------------------------------------------------- latent cache
 def bench_latents(ctx, report=None):
-    "Build a small `flowmatch.latents.LatentCache` from synthetic images, then time its batched loader."
+    "Build a small `flowmatch.latents.LatentCache` from synthetic images, then time reading batches back as the Trainer does."
     from .latent_cache import build_and_time
     return build_and_time(ctx, report or {})
 
@@ -424,7 +425,7 @@ class _DeviceTensors(_Tensors):
     def get_batch(self, idx): idx = idx.to(self.x.device); return self.x[idx], self.y[idx]
 
 
-def _trainer_on_gpu(ctx, report):
+def _trainer_on_gpu(ctx):
     "The seed DiT trained by the full `Trainer` (bf16, compiled, fused AdamW, clipping, EMA, per-step log) next to the bare step."
     from flowmatch.dit import DiT
     c, B, d = ctx.cfg, ctx.cfg['batch'], ctx.cfg['dit']
@@ -451,8 +452,7 @@ def _trainer_on_gpu(ctx, report):
 
 def bench_overhead(ctx, report=None):
     "The Trainer next to a bare loop: on a CPU the 2-D toy and a digits-latent-sized DiT; on a GPU the seed DiT, compiled."
-    if ctx.cuda: return _trainer_on_gpu(ctx, report or {})
-    if not ctx.cfg['overhead']: return dict(skipped='not part of this run')
+    if ctx.cuda: return _trainer_on_gpu(ctx)
     from flowmatch.toy import MLPVelocity
     from flowmatch.data import ToyPoints
     from flowmatch.dit import DiT
@@ -478,3 +478,9 @@ def bench_overhead(ctx, report=None):
     torch.manual_seed(0)
     out['digits_dit']['plain'] = _plain_throughput(ctx, DiT(**d), lat.x, lat.y, B, 2, steps, 1e-4)
     return out
+
+
+# Run order matters: memory compares with training's measured peaks, sampling adds the VAE's decode time to its 50k-sample
+# estimate, the latent cache compares with training, and the GPU overhead section trains on the cache the latents section built.
+SECTIONS = dict(dit_train=bench_dit_train, memory=bench_memory, vae=bench_vae, sampling=bench_sampling, latents=bench_latents,
+                overhead=bench_overhead)
