@@ -13,6 +13,7 @@ import numpy as np, torch
 from .config import load_config, config_path, build_model, Config
 from .samplers import EVALS_PER_STEP
 from .dit import dit_flops
+from .train import _planned_steps
 
 # %% ../nbs/15_celebahq.ipynb #cf74fb9d
 def _nfe(method:str, steps:int) -> int|None:
@@ -25,9 +26,8 @@ def run_budget(cfg:Config, # a loaded config
     "What `cfg` asks of the hardware: examples per step, optimizer steps, examples seen, parameters, training FLOPs, NFE per sample."
     t = cfg.train
     n = dataset_len * (2 if cfg.vae.enabled and cfg.latents.flip else 1)
-    micro = n // (t.batch_size * world_size)
+    micro, steps = _planned_steps(t, n, world_size)  # the Trainer's own arithmetic
     if micro < 1: raise ValueError(f"{n} examples are fewer than one global batch of {t.batch_size} x {world_size}")
-    steps = t.max_steps if t.epochs is None else max(1, math.ceil(t.epochs * micro / t.grad_accum))
     batch = t.batch_size * world_size * t.grad_accum
     with torch.device('meta'): model = build_model(cfg)  # shapes only: nothing is allocated
     params = sum(p.numel() for p in model.parameters())

@@ -255,6 +255,11 @@ def _adamw(model, cfg, device):
     impl = dict(fused=True) if device.type == 'cuda' else dict(foreach=True)
     return torch.optim.AdamW([g for g in groups if g['params']], lr=cfg.lr, betas=cfg.betas, **impl)
 
+def _planned_steps(cfg, n, world_size):
+    "(micro-batches per process in an epoch, optimizer steps) of a run of `cfg` on `n` examples and `world_size` processes."
+    per_epoch = n // (cfg.batch_size * world_size)
+    return per_epoch, cfg.max_steps if cfg.epochs is None else max(1, math.ceil(cfg.epochs * per_epoch / cfg.grad_accum))
+
 def _time_sampler(cfg):
     return UniformTime(cfg.t_min, cfg.t_max) if cfg.time_sampler == 'uniform' else LogitNormalTime(cfg.logit_m, cfg.logit_s)
 
@@ -284,8 +289,7 @@ class Trainer:
         self.coupling = OTCoupling() if cfg.coupling == 'ot' else IndependentCoupling()
         self.world_size, self.rank, self.device = acc.num_processes, acc.process_index, acc.device
         batch_indices(len(dataset), cfg.batch_size, 0, world_size=self.world_size)  # fails early on a too small dataset
-        self.batches_per_epoch = len(dataset) // (cfg.batch_size * self.world_size)
-        self.max_steps = cfg.max_steps if cfg.epochs is None else max(1, math.ceil(cfg.epochs * self.batches_per_epoch / cfg.grad_accum))
+        self.batches_per_epoch, self.max_steps = _planned_steps(cfg, len(dataset), self.world_size)
         model.to(self.device)
         opt = _adamw(model, cfg, self.device)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_multiplier, warmup_steps=cfg.warmup_steps,
