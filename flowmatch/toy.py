@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['TOY_DATASETS', 'gaussian', 'eight_gaussians', 'moons', 'checkerboard', 'two_spirals', 'toy_sample', 'MLPVelocity',
-           'train_toy', 'w2', 'straightness', 'plot_trajectories', 'compare_couplings', 'demo']
+           'fit_velocity', 'train_toy', 'w2', 'straightness', 'plot_trajectories', 'compare_couplings', 'demo']
 
 # %% ../nbs/02_toy.ipynb #33d78ff4
 import math, json, time
@@ -88,6 +88,38 @@ class MLPVelocity(nn.Module, PyTorchModelHubMixin):
             h = h + self.y_embed(y)
         return self.rest(h)
 
+# %% ../nbs/02_toy.ipynb #f1e2333e
+def fit_velocity(model:nn.Module, # velocity model(x, t, **cond)
+                 draw, # draw(generator) -> (x0, x1, cond): a batch of source samples, data samples and model keywords
+                 steps:int, lr:float=2e-3,
+                 coupling:str='independent', # 'independent' or 'ot' (exact minibatch OT)
+                 path:AffinePath=None, # defaults to the CondOT path
+                 seed:int=0, # seeds the generator handed to `draw` and to the times
+                 callback=None, # called as callback(step, loss) after every step
+                 desc:str=None): # if given, show a tqdm progress bar with this description
+    "Regress `model` on the conditional velocity of `path` with Adam and a cosine learning rate; returns `(model, losses)`."
+    couplings = dict(independent=IndependentCoupling, ot=OTCoupling)
+    if coupling not in couplings: raise ValueError(f"coupling must be one of {sorted(couplings)}, got {coupling!r}")
+    g = torch.Generator().manual_seed(seed)
+    path, pair, times = path or AffinePath(CondOTScheduler()), couplings[coupling](), UniformTime()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr/20)
+    losses = []
+    it = range(steps)
+    if desc is not None:
+        from tqdm.auto import tqdm; it = tqdm(it, desc=desc)
+    model.train()
+    with torch.enable_grad():  # whatever grad mode the caller is in
+        for step in it:
+            x0, x1, cond = draw(g)
+            x0, x1 = pair(x0, x1)
+            ps = path.sample(x0, x1, times(len(x1), generator=g))
+            loss = (model(ps.xt, ps.t, **cond) - ps.ut).pow(2).mean()
+            opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
+            losses.append(loss.item())
+            if callback is not None: callback(step, losses[-1])
+    return model.eval(), losses
+
 # %% ../nbs/02_toy.ipynb #7319547f
 def train_toy(target:str='moons', # name in TOY_DATASETS, or a function (n, generator) -> (n, 2)
               source:str='gaussian', # where samples start (t=0)
@@ -97,29 +129,13 @@ def train_toy(target:str='moons', # name in TOY_DATASETS, or a function (n, gene
               path:AffinePath=None, # defaults to the CondOT path
               progress:bool=False):
     "Train a 2-D velocity field by conditional flow matching; returns `(model, losses)`."
-    couplings = dict(independent=IndependentCoupling, ot=OTCoupling)
-    if coupling not in couplings: raise ValueError(f"coupling must be one of {sorted(couplings)}, got {coupling!r}")
     draw = {k: TOY_DATASETS[v] if isinstance(v, str) else v for k, v in dict(src=source, tgt=target).items()}
     for k, v in dict(source=source, target=target).items():
         if isinstance(v, str) and v not in TOY_DATASETS: raise KeyError(f"Unknown {k} {v!r}; choose one of {sorted(TOY_DATASETS)}")
-    g = torch.Generator().manual_seed(seed); torch.manual_seed(seed)
+    torch.manual_seed(seed)
     model = model if model is not None else MLPVelocity()
-    path, pair, times = path or AffinePath(CondOTScheduler()), couplings[coupling](), UniformTime()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr/20)
-    losses = []
-    it = range(steps)
-    if progress:
-        from tqdm.auto import tqdm; it = tqdm(it, desc=f'train {source}->{target} ({coupling})')
-    model.train()
-    with torch.enable_grad():  # whatever grad mode the caller is in
-        for _ in it:
-            x0, x1 = pair(draw['src'](batch_size, g), draw['tgt'](batch_size, g))
-            ps = path.sample(x0, x1, times(batch_size, generator=g))
-            loss = (model(ps.xt, ps.t) - ps.ut).pow(2).mean()
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
-            losses.append(loss.item())
-    return model.eval(), losses
+    return fit_velocity(model, lambda g: (draw['src'](batch_size, g), draw['tgt'](batch_size, g), {}), steps, lr, coupling, path, seed,
+                        desc=f'train {source}->{target} ({coupling})' if progress else None)
 
 # %% ../nbs/02_toy.ipynb #db557a0c
 def w2(a:torch.Tensor, b:torch.Tensor):

@@ -17,10 +17,10 @@ from PIL import Image
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
-from .paths import (AffinePath, CondOTScheduler, CosineScheduler, VPScheduler, PolynomialScheduler, UniformTime,
-                             IndependentCoupling, OTCoupling)
+from .paths import AffinePath, CondOTScheduler, CosineScheduler, VPScheduler, PolynomialScheduler
 from .samplers import sample, METHODS, FIXED_STEP_METHODS, EVALS_PER_STEP, ClassifierFreeGuidance, Trajectory
-from .toy import TOY_DATASETS, toy_sample, MLPVelocity, w2, straightness
+from .toy import TOY_DATASETS, toy_sample, MLPVelocity, fit_velocity, w2, straightness
+from .launch import _infer_shape
 
 # %% ../nbs/16_widgets.ipynb #97c953e4
 def figure_png(fig:Figure, # any matplotlib figure
@@ -98,29 +98,17 @@ def fit_conditional(model:nn.Module, # velocity model(x, t, y) with a null class
                     seed:int=0,
                     callback=None): # called as callback(step, loss) after every step
     "Train `model` by conditional flow matching with label dropout; returns `(model, losses)`."
-    couplings = dict(independent=IndependentCoupling, ot=OTCoupling)
-    if coupling not in couplings: raise ValueError(f"coupling must be one of {sorted(couplings)}, got {coupling!r}")
     if len(data) != len(labels): raise ValueError(f'data ({len(data)}) and labels ({len(labels)}) must have the same length')
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f'labels must lie in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]')
-    g = torch.Generator().manual_seed(seed); torch.manual_seed(seed)
-    path, pair, times = path or AffinePath(CondOTScheduler()), couplings[coupling](), UniformTime()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr/20)
-    losses = []
-    model.train()
-    for step in range(steps):
+    torch.manual_seed(seed)
+    def draw(g):
         i = torch.randint(0, len(data), (batch_size,), generator=g)
         x1, y = data[i], labels[i].clone()
         y[torch.rand(batch_size, generator=g) < label_drop] = num_classes
         x0 = torch.randn(x1.shape, generator=g) if source is None else source(batch_size, g)
-        x0, x1 = pair(x0, x1)
-        ps = path.sample(x0, x1, times(batch_size, generator=g))
-        loss = (model(ps.xt, ps.t, y=y) - ps.ut).pow(2).mean()
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
-        losses.append(loss.item())
-        if callback is not None: callback(step, losses[-1])
-    return model.eval(), losses
+        return x0, x1, dict(y=y)
+    return fit_velocity(model, draw, steps, lr, coupling, path, seed, callback)
 
 # %% ../nbs/16_widgets.ipynb #59cf1780
 _TOY_MODELS = {}
@@ -237,6 +225,7 @@ class Explorer2D(TrajectoryExplorer):
                 f'{self.method.value} NFE {self.nfe.value}, class {self.label.value}, w={self.guidance.value})')
 
     def _progress(self, step, loss):
+        self.progress.layout.visibility = 'visible'   # the callback runs only when a model is being trained
         if step % 25 == 0 or step == self.train_steps - 1:
             self.progress.value = step + 1
             self.status.value = f'training: step {step + 1}/{self.train_steps}, loss {loss:.3f}'
@@ -245,14 +234,11 @@ class Explorer2D(TrajectoryExplorer):
         "The model for the current (source, target, coupling): from the cache, or trained now (with a progress bar)."
         args = dict(target=self.target.value, source=self.source.value, coupling=self.coupling.value, steps=self.train_steps,
                     hidden=self.hidden, seed=self.seed, num_classes=self.num_classes)
-        key = _toy_key(**args)
-        if key in _TOY_MODELS:
-            self.status.value = 'model from the cache'
-            return _TOY_MODELS[key]
-        self.progress.layout.visibility, t0 = 'visible', time.perf_counter()
+        t0 = time.perf_counter()
         try: model = train_labelled_toy(**args, callback=self._progress)
-        finally: self.progress.layout.visibility = 'hidden'
-        self.status.value = f'trained {self.source.value} -> {self.target.value} ({self.coupling.value}) in {time.perf_counter() - t0:.1f} s'
+        finally: trained, self.progress.layout.visibility = self.progress.layout.visibility == 'visible', 'hidden'
+        self.status.value = (f'trained {self.source.value} -> {self.target.value} ({self.coupling.value}) in {time.perf_counter() - t0:.1f} s'
+                             if trained else 'model from the cache')
         return model
 
     def sample(self):
@@ -340,12 +326,6 @@ def trajectory_gif(traj:Trajectory, # xs (T+1, B, 2) points or (T+1, B, C, H, W)
     return path
 
 # %% ../nbs/16_widgets.ipynb #e9b546dc
-def _model_shape(model):
-    C, S = getattr(model, 'in_channels', None), getattr(model, 'input_size', None)
-    if C is None or S is None:
-        raise ValueError('cannot tell the shape of the model\'s input: pass shape=(C, H, W) (latent shape when a VAE decodes it)')
-    return (C, S, S)
-
 @torch.no_grad()
 def predict_x1(model, # velocity model(x, t, **cond)
                traj:Trajectory, # a solved trajectory, xs (T+1, B, ...)
@@ -416,7 +396,7 @@ class ImageExplorer(TrajectoryExplorer):
                  scale:int=None): # screen pixels per image pixel; default about 64 pixels per image side
         if isinstance(model, nn.Module): model.eval()   # sampling mode: no label dropout
         self.model, self.path, self.n, self.compare_nfes, self.n_compare = model, path, n, tuple(compare_nfes), n_compare
-        self.shape = tuple(shape) if shape is not None else _model_shape(model)
+        self.shape = tuple(shape) if shape is not None else _infer_shape(model)
         self.scale = scale
         self.num_classes = getattr(model, 'num_classes', 0) if num_classes is None else num_classes
         if decode is None and vae is not None: decode = lambda z: vae.decode(vae.denormalize(z))
