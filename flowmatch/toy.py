@@ -129,9 +129,9 @@ def train_toy(target:str='moons', # name in TOY_DATASETS, or a function (n, gene
               path:AffinePath=None, # defaults to the CondOT path
               progress:bool=False):
     "Train a 2-D velocity field by conditional flow matching; returns `(model, losses)`."
-    draw = {k: TOY_DATASETS[v] if isinstance(v, str) else v for k, v in dict(src=source, tgt=target).items()}
     for k, v in dict(source=source, target=target).items():
         if isinstance(v, str) and v not in TOY_DATASETS: raise KeyError(f"Unknown {k} {v!r}; choose one of {sorted(TOY_DATASETS)}")
+    draw = {k: TOY_DATASETS[v] if isinstance(v, str) else v for k, v in dict(src=source, tgt=target).items()}
     torch.manual_seed(seed)
     model = model if model is not None else MLPVelocity()
     return fit_velocity(model, lambda g: (draw['src'](batch_size, g), draw['tgt'](batch_size, g), {}), steps, lr, coupling, path, seed,
