@@ -93,7 +93,8 @@ def _relaunch(n:int, argv:list): # processes wanted, arguments of this command
     "Run this command in `n` processes with torch's launcher (what `torchrun` runs) on MASTER_ADDR:MASTER_PORT."
     import torch
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if gpus and n > gpus and os.environ.get('ACCELERATE_USE_CPU', '').lower() not in ('1', 'true'):
+    from flowmatch.launch import use_cpu
+    if gpus and n > gpus and not use_cpu():
         raise UsageError(f"--num_processes {n} but this machine has {gpus} GPU(s): ask for at most {gpus}, or add --cpu for CPU processes")
     from torch.distributed.run import parse_args, run
     args = parse_args([f'--nproc_per_node={n}', f"--master_addr={os.environ.get('MASTER_ADDR', '127.0.0.1')}",

@@ -10,7 +10,7 @@ import os, json, socket, tempfile, functools, hashlib
 from pathlib import Path
 import numpy as np, torch, torch.distributed as dist
 from accelerate import notebook_launcher, PartialState
-from accelerate.utils import patch_environment
+from accelerate.utils import patch_environment, parse_flag_from_env
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .samplers import sample, ClassifierFreeGuidance
@@ -82,7 +82,7 @@ def sample_noise(i:int, # index of the sample
 # %% ../nbs/14_launch.ipynb #c3092d83
 def use_cpu() -> bool:
     "True when the processes of this launch compute on the CPU: no GPU, or `ACCELERATE_USE_CPU` set (`accelerate launch --cpu`)."
-    return not torch.cuda.is_available() or os.environ.get('ACCELERATE_USE_CPU', '').strip().lower() in ('1', 'true', 'yes', 'on')
+    return not torch.cuda.is_available() or parse_flag_from_env('ACCELERATE_USE_CPU')
 
 def process_info():
     "(rank, world_size, device) of this process; joins the process group (through accelerate) when launched with several."
