@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'HF_CELEBAHQ', 'digits_split', 'Digits', 'to_rgb', 'crop_resize', 'load_image', 'pil_to_tensor',
-           'tensor_to_pil', 'find_images', 'ImageFolder', 'prepare_celebahq', 'ToyPoints', 'make_loader']
+           'to_uint8', 'tensor_to_pil', 'find_images', 'ImageFolder', 'prepare_celebahq', 'ToyPoints', 'make_loader']
 
 # %% ../nbs/06_data.ipynb #def54b44
 import io, os, tarfile, zipfile, warnings
@@ -96,9 +96,13 @@ def pil_to_tensor(im:Image.Image): # an 8-bit RGB or L image
     if a.ndim == 2: a = a[..., None]
     return torch.from_numpy(a.transpose(2, 0, 1).astype(np.float32, order='C') / np.float32(127.5) - np.float32(1))  # numpy: no thread start-up per image
 
+def to_uint8(x:torch.Tensor): # images in [-1, 1], any shape
+    "8-bit pixels (same shape) from values in [-1, 1]; values outside are clipped."
+    return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
 def tensor_to_pil(x:torch.Tensor): # (C, H, W) tensor in [-1, 1], C = 1 or 3
     "8-bit PIL image from a tensor in [-1, 1] (values outside are clipped)."
-    a = ((x.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    a = to_uint8(x).permute(1, 2, 0).numpy()
     return Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
 
 # %% ../nbs/06_data.ipynb #5a1dfb06

@@ -19,6 +19,7 @@ from accelerate.utils import set_seed, is_tensorboard_available
 from safetensors.torch import save_file, load_file, save_model as save_safetensors_model, load_model as load_safetensors_model
 from tqdm.auto import tqdm
 from .paths import AffinePath, UniformTime, LogitNormalTime, IndependentCoupling, OTCoupling
+from .data import to_uint8
 
 # %% ../nbs/09_train.ipynb #14c0db12
 _CHOICES = dict(lr_schedule=('constant', 'cosine'), mixed_precision=('no', 'bf16', 'fp16'),
@@ -234,7 +235,7 @@ def save_png(img, # figure, PIL image, or tensor (C, H, W) / (B, C, H, W) in [-1
     if not torch.is_tensor(img) or img.ndim not in (3, 4):
         raise TypeError(f"sample_fn must return a figure, a PIL image or an image tensor (C,H,W)/(B,C,H,W), got {type(img).__name__}")
     x = image_grid(img) if img.ndim == 4 else img
-    x = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    x = to_uint8(x).permute(1, 2, 0).numpy()
     Image.fromarray(x[..., 0] if x.shape[2] == 1 else x).save(path)
     return path
 
