@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np, torch
 from torch.utils.data import Dataset, DataLoader, Subset
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import parse_flag_from_env
+from .data import atomic_write, write_json
 from .vae import VAE, normalize_latents, denormalize_latents
 
 # %% ../nbs/08_latents.ipynb #eead138b
@@ -36,16 +38,7 @@ def source_fingerprint(dataset, # items (x, y)
 # %% ../nbs/08_latents.ipynb #d1800311
 MANIFEST = 'manifest.json'
 def _shard_name(i, ext): return f'shard_{i:05d}.{ext}'
-
-def _atomic_write(path:Path, write): # write(f) fills the binary file object f
-    "Write `path` under a temporary name, flush it to disk, then rename it into place."
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    with open(tmp, 'wb') as f:
-        write(f); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-def _write_json(path, obj, indent=None): _atomic_write(Path(path), lambda f: f.write(json.dumps(obj, indent=indent).encode()))
-def _write_npy(path, arr): _atomic_write(Path(path), lambda f: np.save(f, arr))
+def _write_npy(path, arr): atomic_write(path, lambda f: np.save(f, arr))
 
 # %% ../nbs/08_latents.ipynb #c69c44d7
 _PLAN_KEYS = ('count', 'shape', 'dtype', 'shard_size', 'num_shards', 'flip', 'sample', 'seed')
@@ -99,7 +92,7 @@ def _encode_shard(root, i, plan, items, vae, batch_size, num_workers, device, pb
     z64 = z.astype(np.float64).swapaxes(0, 1).reshape(C, -1)
     meta = dict(index=i, start=start, count=len(z), encoded_by=process, input_sha256=h.hexdigest(), sum=z64.sum(1).tolist(),
                 sumsq=(z64 ** 2).sum(1).tolist(), labels=y.tolist())
-    _write_json(root / _shard_name(i, 'json'), meta)
+    write_json(root / _shard_name(i, 'json'), meta)
     _write_npy(root / _shard_name(i, 'npy'), z)  # last: its presence means the shard is complete
 
 # %% ../nbs/08_latents.ipynb #144b0dc5
@@ -132,7 +125,7 @@ def _finalize(root, plan):
     content = hashlib.sha256(''.join(m['input_sha256'] for m in metas).encode()).hexdigest()
     manifest = dict(plan, complete=True, shift=mean.tolist(), scale=np.sqrt(np.maximum(var, 0)).tolist(),
                     global_shift=float(gmean), global_scale=float(np.sqrt(max(gvar, 0))), content_sha256=content)
-    _write_json(root / MANIFEST, manifest, indent=1)
+    write_json(root / MANIFEST, manifest, indent=1)
     return manifest
 
 # %% ../nbs/08_latents.ipynb #ec11ea87
@@ -214,18 +207,18 @@ class LatentCache(Dataset):
         return z, torch.from_numpy(self.labels[idx])
 
 # %% ../nbs/08_latents.ipynb #cf6e2453
-@classmethod
-def _build(cls, root, # folder of the cache (created)
-           dataset, # items (x, y), deterministic (no random augmentation)
-           vae:VAE, # frozen encoder; moved to the accelerator's device
-           batch_size:int=64, shard_size:int=1024,
-           flip:bool=False, # also encode every image mirrored left-right
-           sample:bool=False, # store a posterior sample instead of the posterior mean
-           seed:int=0, # seeds the posterior samples
-           dtype:str='float16', # storage type of the latents
-           accelerator:Accelerator|None=None, # default: accelerate's PartialState() (one process unless launched)
-           num_workers:int=0, progress:bool=True,
-           overwrite:bool=False): # delete a cache made with a different plan instead of raising
+@patch(cls_method=True)
+def build(cls:LatentCache, root, # folder of the cache (created)
+          dataset, # items (x, y), deterministic (no random augmentation)
+          vae:VAE, # frozen encoder; moved to the accelerator's device
+          batch_size:int=64, shard_size:int=1024,
+          flip:bool=False, # also encode every image mirrored left-right
+          sample:bool=False, # store a posterior sample instead of the posterior mean
+          seed:int=0, # seeds the posterior samples
+          dtype:str='float16', # storage type of the latents
+          accelerator:Accelerator|None=None, # default: accelerate's PartialState() (one process unless launched)
+          num_workers:int=0, progress:bool=True,
+          overwrite:bool=False): # delete a cache made with a different plan instead of raising
     "Encode `dataset` with `vae` into shards under `root`, skipping finished shards; returns the opened `LatentCache`."
     root = Path(root)
     # like Accelerator(), but without fixing training settings; honours a CPU launch (`accelerate launch --cpu`)
@@ -242,7 +235,7 @@ def _build(cls, root, # folder of the cache (created)
         stale = old is not None and bool(_plan_diff(old, plan))  # only reached with overwrite=True
         for f in root.iterdir():  # temporary files of an interrupted run are never used
             if f.name.endswith('.tmp') or (stale and f.name.startswith('shard_')): f.unlink()
-        if old is None or stale or not old.get('complete'): _write_json(mp, plan, indent=1)
+        if old is None or stale or not old.get('complete'): write_json(mp, plan, indent=1)
     acc.wait_for_everyone()
     todo = [i for i in range(plan['num_shards']) if i % acc.num_processes == acc.process_index and _shard_problem(root, i, plan)]
     vae = vae.to(acc.device).eval()
@@ -258,7 +251,6 @@ def _build(cls, root, # folder of the cache (created)
     cache = cls(root)
     cache.encoded_shards = todo  # what this call encoded (this process)
     return cache
-LatentCache.build = _build
 
 # %% ../nbs/08_latents.ipynb #1479cfcd
 class LatentLoader:
@@ -289,12 +281,12 @@ class LatentLoader:
             if self.device is not None: z, y = z.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             yield z, y
 
-def _loader(self, batch_size:int=256, shuffle:bool=True, seed:int=0, drop_last:bool=True, **kwargs):
+@patch
+def loader(self:LatentCache, batch_size:int=256, shuffle:bool=True, seed:int=0, drop_last:bool=True, **kwargs):
     "A `LatentLoader` over this cache (kwargs: normalize, device, process_index, num_processes)."
     return LatentLoader(self, batch_size, shuffle, seed, drop_last, **kwargs)
-LatentCache.loader = _loader
 
-def _get_batch(self, idx): # indices of one batch
+@patch
+def get_batch(self:LatentCache, idx): # indices of one batch
     "Items `idx` as one batch: `gather(idx)`. The `Trainer` reads in-memory and cached datasets this way (one gather per batch)."
     return self.gather(idx)
-LatentCache.get_batch = _get_batch

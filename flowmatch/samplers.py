@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['FIXED_STEP_METHODS', 'EVALS_PER_STEP', 'METHODS', 'time_grid', 'euler_step', 'midpoint_step', 'heun_step', 'rk4_step',
-           'CountNFE', 'Trajectory', 'sample', 'GaussianVelocity', 'ClassifierFreeGuidance', 'sample_sde',
-           'value_and_divergence', 'log_likelihood']
+           'CountNFE', 'Trajectory', 'sample', 'steps_for_nfe', 'GaussianVelocity', 'predict_x1',
+           'ClassifierFreeGuidance', 'guided', 'sample_sde', 'value_and_divergence', 'log_likelihood']
 
 # %% ../nbs/01_samplers.ipynb #0bb7b41f
 import math
@@ -113,6 +113,14 @@ def sample(model, # velocity model(x, t, **cond) with t of shape (B,)
     out = _integrate(f, x0, ts, method, atol, rtol, keep=return_trajectory, progress=progress)
     return Trajectory(out, ts, counted.nfe) if return_trajectory else out
 
+# %% ../nbs/01_samplers.ipynb #c762018a
+def steps_for_nfe(method:str, # a method of `sample`
+                  nfe:int): # budget of model evaluations
+    "Steps a fixed-step method can take within `nfe` evaluations (at least one); None for the adaptive dopri5."
+    if method == 'dopri5': return None
+    if method not in EVALS_PER_STEP: raise ValueError(f'Unknown method {method!r}; choose one of {", ".join(METHODS)}.')
+    return max(1, int(nfe) // EVALS_PER_STEP[method])
+
 # %% ../nbs/01_samplers.ipynb #98f7ea40
 class GaussianVelocity(nn.Module):
     "Exact marginal velocity of the affine path from N(0, I) to N(mu, cov), with the density and score of x_t."
@@ -150,6 +158,20 @@ class GaussianVelocity(nn.Module):
         *_, var, r = self._parts(x, t, mu)
         return -0.5 * (r**2 / var + torch.log(2 * math.pi * var)).sum(-1)
 
+# %% ../nbs/01_samplers.ipynb #25ffc737
+@torch.no_grad()
+def predict_x1(model, # velocity model(x, t, **cond)
+               traj:Trajectory, # a solved trajectory, xs (T+1, B, ...)
+               path:AffinePath=None, # the path the model was trained on (default: CondOT)
+               **cond): # conditioning, e.g. y=labels
+    "The model's end point prediction x1_hat = path.velocity_to_x1(v, x_t, t) at every state of `traj`: (T+1, B, ...)."
+    path, out = path or AffinePath(), []
+    for x, t in zip(traj.xs, traj.ts):
+        tb = t.to(x).expand(len(x))
+        x1 = path.velocity_to_x1(model(x, tb, **cond), x, tb)
+        out.append(torch.where(torch.isfinite(x1), x1, x))  # sigma_t = 0 at t = 1 on some schedules: the state is the data
+    return torch.stack(out)
+
 # %% ../nbs/01_samplers.ipynb #b7c5381e
 class ClassifierFreeGuidance(nn.Module):
     "Guided velocity v_u + scale * (v_c - v_u) from one batched forward pass of a conditional model."
@@ -173,6 +195,32 @@ class ClassifierFreeGuidance(nn.Module):
             else: both[k] = c                                    # shared, non-batched argument
         v_u, v_c = self.model(torch.cat([x, x]), torch.cat([t, t]), **both).chunk(2)
         return v_u + self.scale * (v_c - v_u)
+
+# %% ../nbs/01_samplers.ipynb #a7099362
+def guided(model, # velocity model(x, t, y=...); class-conditional when it has `num_classes` K > 0 (label K: null class)
+           n:int, # number of samples
+           labels=None, # an int, one label per sample, or None: sample i gets class i mod K; -1 is the null class
+           guidance:float=1.): # classifier-free guidance scale w (1: the plain conditional model)
+    "`(model, labels)` for `sample(model, x0, y=labels)`: labels checked, the model wrapped in guidance when w != 1."
+    K = int(getattr(model, 'num_classes', 0) or 0)
+    if not math.isfinite(guidance) or guidance < 0:
+        raise ValueError(f"guidance={guidance} must be a finite number >= 0 (1: no guidance)")
+    if K == 0:
+        if labels is not None: raise ValueError("labels given, but the model is unconditional (num_classes=0)")
+        if guidance != 1:
+            raise ValueError(f"guidance={guidance} needs a class-conditional model; this one has num_classes=0: use 1")
+        return model, None
+    if labels is None: labels = torch.arange(n) % K
+    else:
+        labels = torch.as_tensor(labels, dtype=torch.long).flatten()
+        if labels.numel() == 1: labels = labels.expand(n).clone()
+        if len(labels) != n:
+            raise ValueError(f"labels has {len(labels)} entries for n={n} samples: give one per sample or a single class")
+        if ((labels < -1) | (labels > K)).any():
+            raise ValueError(f"labels must be classes 0..{K - 1} (or -1 for the null class), got {labels.unique().tolist()}")
+        labels = torch.where(labels < 0, K, labels)
+    if guidance != 1 and not (labels == K).all(): model = ClassifierFreeGuidance(model, guidance, {'y': K})
+    return model, labels
 
 # %% ../nbs/01_samplers.ipynb #b8590b99
 @torch.no_grad()

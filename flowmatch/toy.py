@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['TOY_DATASETS', 'gaussian', 'eight_gaussians', 'moons', 'checkerboard', 'two_spirals', 'toy_sample', 'MLPVelocity',
-           'fit_velocity', 'train_toy', 'w2', 'straightness', 'plot_trajectories', 'compare_couplings', 'demo']
+           'fit_velocity', 'train_toy', 'w2', 'straightness', 'plot_trajectories', 'compare_couplings', 'sector_labels',
+           'fit_conditional', 'train_labelled_toy', 'plot_particles', 'coupling_demo']
 
 # %% ../nbs/02_toy.ipynb #33d78ff4
 import math, json, time
@@ -12,8 +13,8 @@ from pathlib import Path
 import numpy as np, torch, torch.nn as nn
 from scipy.optimize import linear_sum_assignment
 from huggingface_hub import PyTorchModelHubMixin
-from .paths import AffinePath, CondOTScheduler, UniformTime, IndependentCoupling, OTCoupling
-from .samplers import sample
+from .paths import AffinePath, CondOTScheduler, UniformTime, COUPLINGS
+from .samplers import sample, guided, Trajectory
 
 # %% ../nbs/02_toy.ipynb #f5ff71a4
 def _randn(n, generator, d=2): return torch.randn(n, d, generator=generator)
@@ -98,10 +99,9 @@ def fit_velocity(model:nn.Module, # velocity model(x, t, **cond)
                  callback=None, # called as callback(step, loss) after every step
                  desc:str=None): # if given, show a tqdm progress bar with this description
     "Regress `model` on the conditional velocity of `path` with Adam and a cosine learning rate; returns `(model, losses)`."
-    couplings = dict(independent=IndependentCoupling, ot=OTCoupling)
-    if coupling not in couplings: raise ValueError(f"coupling must be one of {sorted(couplings)}, got {coupling!r}")
+    if coupling not in COUPLINGS: raise ValueError(f"coupling must be one of {sorted(COUPLINGS)}, got {coupling!r}")
     g = torch.Generator().manual_seed(seed)
-    path, pair, times = path or AffinePath(CondOTScheduler()), couplings[coupling](), UniformTime()
+    path, pair, times = path or AffinePath(CondOTScheduler()), COUPLINGS[coupling](), UniformTime()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr/20)
     losses = []
@@ -182,8 +182,86 @@ def compare_couplings(source:str, target:str, nfes=(1, 2, 4, 8, 100), steps:int=
                              straightness=straightness(traj.xs, traj.ts), model=model, traj=traj)
     return out
 
+# %% ../nbs/02_toy.ipynb #dac216c1
+def sector_labels(x:torch.Tensor, # points (n, 2)
+                  num_classes:int=8): # number K of equal angular sectors
+    "Class of each point: the index of the angular sector (centred on angle 2 pi k / K) that holds it."
+    k = torch.round(torch.atan2(x[:, 1], x[:, 0]) * num_classes / (2*math.pi)).long()
+    return k % num_classes
+
+# %% ../nbs/02_toy.ipynb #ecc96c56
+def fit_conditional(model:nn.Module, # velocity model(x, t, y) with a null class y = num_classes
+                    data:torch.Tensor, # training data (N, ...)
+                    labels:torch.Tensor, # classes (N,) in [0, num_classes)
+                    num_classes:int, # K; label K is the null class
+                    source=None, # None: Gaussian noise like the data; or a function (n, generator) -> (n, ...) samples
+                    coupling:str='independent', # 'independent' or 'ot' (exact minibatch optimal transport)
+                    steps:int=1000, batch_size:int=256, lr:float=2e-3,
+                    label_drop:float=0.2, # fraction of labels replaced by the null class
+                    path:AffinePath=None, # defaults to the CondOT path
+                    seed:int=0,
+                    callback=None): # called as callback(step, loss) after every step
+    "Train `model` by conditional flow matching with label dropout; returns `(model, losses)`."
+    if len(data) != len(labels): raise ValueError(f'data ({len(data)}) and labels ({len(labels)}) must have the same length')
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f'labels must lie in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]')
+    torch.manual_seed(seed)
+    def draw(g):
+        i = torch.randint(0, len(data), (batch_size,), generator=g)
+        x1, y = data[i], labels[i].clone()
+        y[torch.rand(batch_size, generator=g) < label_drop] = num_classes
+        x0 = torch.randn(x1.shape, generator=g) if source is None else source(batch_size, g)
+        return x0, x1, dict(y=y)
+    return fit_velocity(model, draw, steps, lr, coupling, path, seed, callback)
+
+# %% ../nbs/02_toy.ipynb #59cf1780
+_TOY_MODELS = {}
+
+def train_labelled_toy(target:str='eight_gaussians', # name in TOY_DATASETS (data, t = 1)
+                       source:str='gaussian', # name in TOY_DATASETS (t = 0)
+                       coupling:str='independent', # 'independent' or 'ot'
+                       steps:int=1000, num_classes:int=8, hidden:int=128, seed:int=0,
+                       label_drop:float=0.5, # share of labels dropped: the unconditional field is learnt too
+                       n_data:int=20000, # size of the fixed training set drawn from `target`
+                       callback=None, # callback(step, loss), e.g. a progress bar
+                       cache:bool=True): # reuse a model trained with the same arguments in this session
+    "A conditional `MLPVelocity` trained on `target` labelled by `sector_labels`; cached in memory per arguments."
+    for k, v in dict(source=source, target=target).items():
+        if v not in TOY_DATASETS: raise KeyError(f"Unknown {k} {v!r}; choose one of {sorted(TOY_DATASETS)}")
+    key = (target, source, coupling, steps, num_classes, hidden, seed, label_drop, n_data)
+    if cache and key in _TOY_MODELS: return _TOY_MODELS[key]
+    data = toy_sample(target, n_data, seed=seed + 100)
+    model = MLPVelocity(hidden=hidden, num_classes=num_classes)
+    model, _ = fit_conditional(model, data, sector_labels(data, num_classes), num_classes, source=TOY_DATASETS[source],
+                               coupling=coupling, steps=steps, label_drop=label_drop, seed=seed, callback=callback)
+    if cache: _TOY_MODELS[key] = model
+    return model
+
+# %% ../nbs/02_toy.ipynb #c26c53d5
+def plot_particles(ax, # matplotlib axes to draw on
+                   traj:Trajectory, # 2-D trajectory, xs (T+1, B, 2)
+                   i:int=-1, # state shown as particles
+                   data:torch.Tensor=None, # target samples drawn faintly behind
+                   colors=None, # one colour per particle (default: class of the end point)
+                   n_lines:int=300, # paths drawn (the first n_lines particles)
+                   lim:float=None): # half width of the square view (default: fitted to the data)
+    "Draw 2-D paths and the particles at state `i`; returns the particles' `PathCollection` (move it with `set_offsets`)."
+    from matplotlib.collections import LineCollection
+    xs = traj.xs.detach().cpu().float()
+    if xs.ndim != 3 or xs.shape[-1] != 2:
+        raise ValueError(f'plot_particles needs a 2-D trajectory (T+1, B, 2), got {tuple(xs.shape)}')
+    if data is not None: ax.scatter(*data.T, s=2, c='0.82', lw=0)
+    ax.add_collection(LineCollection(xs[:, :n_lines].transpose(0, 1).numpy(), colors='olive', alpha=0.3, lw=0.7))
+    if colors is None: colors = sector_labels(xs[-1]).numpy()
+    pts = ax.scatter(*xs[i].T, s=5, c=colors, cmap='tab10', vmin=0, vmax=9.99, lw=0)
+    if lim is None:
+        ends = [xs[[0, -1]].reshape(-1, 2)] + ([data] if data is not None else [])
+        lim = 1.1*float(torch.quantile(torch.cat(ends).abs(), 0.995))
+    ax.set_xlim(-lim, lim); ax.set_ylim(-lim, lim); ax.set_aspect('equal'); ax.set_xticks([]); ax.set_yticks([])
+    return pts
+
 # %% ../nbs/02_toy.ipynb #3d8ef2bf
-def demo(out_dir='out/demo', # where the picture and metrics.json go
+def coupling_demo(out_dir='out/coupling_demo', # where the picture and metrics.json go
          source:str='eight_gaussians', target:str='moons', steps:int=2000, seed:int=0):
     "Train independent and OT flows on a 2-D toy; write `trajectories.png` and `metrics.json` to `out_dir`."
     import matplotlib; matplotlib.use('Agg')
