@@ -1,0 +1,33 @@
+"""Re-execute notebooks in a real Jupyter kernel, slow cells included, and store their outputs (the way to refresh them).
+
+`python tools/run_notebooks.py nbs/02_toy.ipynb ...` runs each notebook top to bottom in a fresh `python3` kernel from `nbs/`,
+writes the outputs into the notebook without the widget state (JupyterLab does not use it), and cleans it with nbdev_clean.
+"""
+import argparse, subprocess, sys, time
+from pathlib import Path
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+def run(path:Path, timeout:int=3600):
+    "Execute `path` in place in a fresh kernel; returns the seconds it took."
+    nb = nbformat.read(path, as_version=4)
+    t0 = time.perf_counter()
+    NotebookClient(nb, timeout=timeout, kernel_name='python3', store_widget_state=False,
+                   resources={'metadata': {'path': str(path.parent)}}).execute()
+    nb.metadata.pop('widgets', None)
+    nbformat.write(nb, path)
+    return time.perf_counter() - t0
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('notebooks', nargs='+', type=Path)
+    p.add_argument('--timeout', type=int, default=3600, help='seconds per cell')
+    a = p.parse_args(argv)
+    for nb in a.notebooks:
+        print(f'{nb}: {run(nb.resolve(), a.timeout):.0f} s', flush=True)
+    subprocess.run(['nbdev_clean'], cwd=ROOT, check=True)
+    return 0
+
+if __name__ == '__main__': sys.exit(main())
