@@ -30,8 +30,8 @@ setuptools.setup(
     package_data={'flowmatch.configs': ['*.yaml']},
     include_package_data=True,
     install_requires=reqs('requirements'),
-    extras_require={'dev': reqs('dev_requirements'),
-                    'inception': ['torch-fidelity']},
+    # optional parts, e.g. `pip install "flowmatch[notebooks]"`: what only some users need (see settings.ini)
+    extras_require={k: reqs(f'{k}_requirements') for k in ('dev', 'notebooks', 'parquet', 'lpips', 'inception')},
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

@@ -23,21 +23,24 @@ def _nfe(method:str, steps:int) -> int|None:
 def run_budget(cfg:Config, # a loaded config
                world_size:int, # number of GPUs (processes) it runs on
                dataset_len:int=30_000) -> dict: # images in the training data (CelebA-HQ: 30,000)
-    "What `cfg` asks of the hardware: examples per step, optimizer steps, examples seen, parameters, training FLOPs, NFE per sample."
+    "What `cfg` asks of the hardware: batch, optimizer steps, examples seen, params, FLOPs, NFE."
     t = cfg.train
     n = dataset_len * (2 if cfg.vae.enabled and cfg.latents.flip else 1)
     micro, steps = planned_steps(t, n, world_size)  # the Trainer's own arithmetic
-    if micro < 1: raise ValueError(f"{n} examples are fewer than one global batch of {t.batch_size} x {world_size}")
+    if micro < 1: raise ValueError(f"{n} examples are fewer than one global batch of "
+                                   f"{t.batch_size} x {world_size}")
     batch = t.batch_size * world_size * t.grad_accum
     with torch.device('meta'): model = build_model(cfg)  # shapes only: nothing is allocated
     params = sum(p.numel() for p in model.parameters())
     guided = int(getattr(model, 'num_classes', 0) or 0) > 0 and cfg.sample.guidance != 1
     nfe = _nfe(cfg.sample.method, cfg.sample.steps)
-    out = dict(world_size=world_size, examples=n, global_batch=batch, steps_per_epoch=micro / t.grad_accum, optimizer_steps=steps,
+    out = dict(world_size=world_size, examples=n, global_batch=batch,
+               steps_per_epoch=micro / t.grad_accum, optimizer_steps=steps,
                examples_seen=steps * batch, epochs=steps * batch / n, parameters=params,
                nfe_per_sample=None if nfe is None else nfe * (2 if guided else 1))
     if cfg.model.kind == 'dit':
-        f = dit_flops(**{k: getattr(model, k) for k in ('input_size', 'patch_size', 'in_channels', 'hidden_size', 'depth', 'mlp_ratio')})
+        dims = ('input_size', 'patch_size', 'in_channels', 'hidden_size', 'depth', 'mlp_ratio')
+        f = dit_flops(**{k: getattr(model, k) for k in dims})
         out.update(forward_gflops=f / 1e9, train_pflops=3 * f * steps * batch / 1e15)
     return out
 
@@ -52,7 +55,7 @@ def markdown_table(rows:list, # dicts with the same keys
 
 # %% ../nbs/17_celebahq.ipynb #ad04a664
 def yaml_comments(path) -> dict:
-    "Dotted key -> the comment written beside it (with its continuation lines; '' when none) in a YAML file of nested mappings."
+    "Dotted key -> its comment (with continuation lines; '' if none) in YAML of nested mappings."
     comments, stack, last = {}, [], None
     for line in Path(path).read_text().splitlines():
         m = re.match(r'^(\s*)([A-Za-z_][\w]*):\s*([^#]*?)\s*(?:#\s?(.*))?$', line)
@@ -61,7 +64,8 @@ def yaml_comments(path) -> dict:
             while stack and stack[-1][0] >= indent: stack.pop()
             dotted = '.'.join([k for _, k in stack] + [key])
             stack.append((indent, key))
-            if note is not None and note.startswith('  ') and last is not None:  # continues the reason above
+            # a comment that starts with extra spaces continues the reason above
+            if note is not None and note.startswith('  ') and last is not None:
                 comments[last] += ' ' + note.strip(); comments[dotted] = f'(with {last})'
             elif note is not None: comments[dotted], last = note.strip(), dotted
             else: comments[dotted], last = '', None
@@ -78,11 +82,13 @@ def _flat(d, prefix=''):
 
 def config_changes(base='celebahq_dit', # the reference config (name in configs/ or path)
                    new='celebahq_dit_fm', # the config to compare with it
-                   ignore=('output_dir', 'train.output_dir', 'latents.dir')) -> list: # settings that only say where files go
-    "Every setting whose value differs between two configs: dicts of key, base value, new value and the reason noted in `new`."
+                   ignore=('output_dir', 'train.output_dir', 'latents.dir') # file paths: skipped
+                  ) -> list:
+    "Each setting that differs: dicts of key, base value, new value and the reason noted in `new`."
     a, b = (_flat(load_config(c).to_dict()) for c in (base, new))
     notes = yaml_comments(config_path(new))
-    why = lambda k: notes[k] or '(no reason noted)' if k in notes else '(not in the file: the default)'
+    default = '(not in the file: the default)'
+    why = lambda k: notes[k] or '(no reason noted)' if k in notes else default
     return [dict(key=k, base=a.get(k), new=b.get(k), why=why(k))
             for k in dict.fromkeys([*a, *b]) if k not in ignore and a.get(k) != b.get(k)]
 
@@ -91,34 +97,39 @@ def make_standin_celebahq(out, # folder to create; the images go to out/celeba_h
                           n:int=64, # number of pictures
                           size:int=64, # side of the square pictures
                           seed:int=0) -> Path:
-    "Write `n` synthetic face-like JPEGs laid out like the CelebA-HQ download; returns the folder to pass to `prepare_celebahq`."
+    "Write `n` face-like JPEGs in the CelebA-HQ layout; returns `out` for `prepare_celebahq`."
     from PIL import Image, ImageDraw
     rng, d = np.random.default_rng(seed), Path(out) / 'celeba_hq_256'
     d.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        bg, skin, hair = (tuple(int(c) for c in rng.integers(lo, hi, 3)) for lo, hi in ((0, 256), (150, 240), (10, 120)))
+        bg, skin, hair = (tuple(int(c) for c in rng.integers(lo, hi, 3))
+                          for lo, hi in ((0, 256), (150, 240), (10, 120)))
         im = Image.new('RGB', (size, size), bg)
         dr = ImageDraw.Draw(im)
         cx, cy = size * rng.uniform(0.42, 0.58), size * rng.uniform(0.45, 0.6)
         w, h = size * rng.uniform(0.28, 0.36), size * rng.uniform(0.36, 0.44)
-        dr.ellipse([cx - w * 1.08, cy - h * 1.12, cx + w * 1.08, cy + h * 0.2], fill=hair)  # hair behind the face
+        # the hair, behind the face
+        dr.ellipse([cx - w * 1.08, cy - h * 1.12, cx + w * 1.08, cy + h * 0.2], fill=hair)
         dr.ellipse([cx - w, cy - h, cx + w, cy + h], fill=skin)
-        e, r = w * rng.uniform(0.35, 0.5), size * 0.035
-        for sx in (-1, 1): dr.ellipse([cx + sx * e - r, cy - h * 0.2 - r, cx + sx * e + r, cy - h * 0.2 + r], fill=(30, 20, 20))
-        dr.arc([cx - w * 0.4, cy + h * 0.2, cx + w * 0.4, cy + h * 0.6], 20, 160, fill=(150, 40, 50), width=max(1, size // 32))
+        e, r, ey = w * rng.uniform(0.35, 0.5), size * 0.035, cy - h * 0.2  # the eyes
+        for ex in (cx - e, cx + e): dr.ellipse([ex - r, ey - r, ex + r, ey + r], fill=(30, 20, 20))
+        dr.arc([cx - w * 0.4, cy + h * 0.2, cx + w * 0.4, cy + h * 0.6], 20, 160,
+               fill=(150, 40, 50), width=max(1, size // 32))
         im.save(d / f'{i:05d}.jpg', quality=95)
     return Path(out)
 
 # %% ../nbs/17_celebahq.ipynb #4d070d5a
 class ThumbnailFeatures(torch.nn.Module):
-    "The stand-in metric's features: each image average-pooled to a side x side colour thumbnail, flattened."
-    def __init__(self, side:int=4): super().__init__(); self.side, self.num_features = side, 3 * side * side
-    def forward(self, x): return torch.nn.functional.adaptive_avg_pool2d(x.double(), self.side).flatten(1)
+    "Stand-in features: each image average-pooled to a side x side colour thumbnail, flattened."
+    def __init__(self, side:int=4):
+        super().__init__(); self.side, self.num_features = side, 3 * side * side
+    def forward(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x.double(), self.side).flatten(1)
 
 def thumbnail_fid(fake:torch.Tensor, # images (N, 3, H, W) in [-1, 1]
                   real:torch.Tensor, # images (M, 3, H', W') in [-1, 1]
                   side:int=4) -> float: # thumbnails are side x side
-    "STAND-IN metric, not Inception FID: the Fréchet distance between the 3 x side x side thumbnails of two image sets."
+    "STAND-IN, not Inception FID: Fréchet distance of two image sets' 3 x side x side thumbnails."
     from torchmetrics.image.fid import FrechetInceptionDistance
     fid = FrechetInceptionDistance(feature=ThumbnailFeatures(side))
     fid.update(real, real=True); fid.update(fake, real=False)

@@ -12,77 +12,132 @@ from pathlib import Path
 
 # %% ../nbs/16_cli.ipynb #911c952b
 def _add_run_args(p, config_optional=False):
-    p.add_argument('config', nargs='?' if config_optional else None, help="YAML config file, or the name of one in configs/ (e.g. digits)")
-    p.add_argument('overrides', nargs='*', metavar='key=value', help="override config values; dotted keys, e.g. train.lr=3e-4 output_dir=runs/x")
+    "CONFIG and key=value overrides: the arguments of every command that works on a run."
+    p.add_argument('config', nargs='?' if config_optional else None,
+                   help="YAML config file, or the name of one in configs/ (e.g. digits)")
+    p.add_argument('overrides', nargs='*', metavar='key=value',
+                   help="override config values; dotted keys, e.g. train.lr=3e-4 "
+                        "output_dir=runs/x")
+
+def _add_train(sub):
+    s = sub.add_parser('train', help="train the model of a config "
+                                     "(VAE and latent cache first, when the config needs them)",
+                       description="Train the velocity model of CONFIG. "
+                                   "Several processes: see `flowmatch --help`.")
+    _add_run_args(s)
+    s.add_argument('--resume', nargs='?', const='latest', default=None, metavar='CHECKPOINT',
+                   help="continue the run in output_dir from its newest checkpoint, "
+                        "or from the CHECKPOINT folder given")
+
+def _add_sample(sub):
+    s = sub.add_parser('sample',
+                       help="write N samples of a trained run as PNG files plus "
+                            "samples.safetensors",
+                       description="Sample the EMA model of a trained run; "
+                                   "processes share the work and write identical files.")
+    _add_run_args(s)
+    s.add_argument('--n', '--num-samples', dest='n', type=int, required=True,
+                   help="number of samples "
+                        "(write --num-samples under torchrun, whose own options begin with --n)")
+    s.add_argument('--out', required=True,
+                   help="folder for 000000.png ... and samples.safetensors")
+    s.add_argument('--method',
+                   help="ODE solver, one of flowmatch.samplers.METHODS (default: sample.method)")
+    s.add_argument('--steps', type=int, help="solver steps (default: sample.steps)")
+    s.add_argument('--guidance', type=float,
+                   help="classifier-free guidance scale (default: sample.guidance)")
+    s.add_argument('--seed', type=int, default=0,
+                   help="noise seed: sample i starts from noise seeded by (seed, i)")
+    s.add_argument('--batch-size', type=int,
+                   help="samples per solver call (default: sample.batch_size)")
+
+# %% ../nbs/16_cli.ipynb #6520cc32
+def _add_encode(sub):
+    s = sub.add_parser('encode', help="encode the dataset of a config into its latent cache",
+                       description="Encode the data of CONFIG with its VAE into the latent cache "
+                                   "(resumable).")
+    _add_run_args(s)
+
+def _add_fid(sub):
+    s = sub.add_parser('fid', help="FID of a run (CONFIG) or of a folder of samples (--samples)",
+                       description="FID: digits-FID for 1-channel digits, Inception FID for RGB "
+                                   "images. With CONFIG alone, the run is sampled and measured as "
+                                   "its eval section says; with --samples DIR, the PNG files in "
+                                   "DIR are measured.")
+    _add_run_args(s, config_optional=True)
+    s.add_argument('--samples', metavar='DIR', help="folder of generated PNG images to measure")
+    s.add_argument('--real', metavar='DIR',
+                   help="folder of reference images "
+                        "(default: the held-out digits, or the data of CONFIG)")
+    s.add_argument('--metric', choices=('auto', 'digits', 'inception'), default='auto',
+                   help="auto: digits-FID for 1-channel images, Inception FID for RGB")
+    s.add_argument('--inception-weights', metavar='FILE',
+                   help="local InceptionV3 FID weights (pt_inception-2015-12-05), "
+                        "for offline machines")
+
+def _add_demo(sub):
+    s = sub.add_parser('demo', help="the embedded default: train the digits model end to end "
+                                    "and write pictures and numbers",
+                       description="Train the digits model end to end on this machine; "
+                                   "write pictures and metrics to OUT.")
+    s.add_argument('out', nargs='?', default='out/demo', help="output folder (default: out/demo)")
+    s.add_argument('overrides', nargs='*', metavar='key=value',
+                   help="override values of configs/digits.yaml, e.g. train.max_steps=500")
+
+def _add_run(sub):
+    s = sub.add_parser('run', help="the whole pipeline of a config: "
+                                   "VAE, latents, training, samples, evaluation",
+                       description="Run every stage CONFIG needs, skipping the ones already done.")
+    _add_run_args(s)
+    s.add_argument('--stages', help="comma-separated stages of flowmatch.recipe.STAGES "
+                                    "(vae, latents, train, sample, eval; default: all that the "
+                                    "config needs)")
+
+def _add_memory(sub):
+    s = sub.add_parser('memory', help="estimate the peak memory of a training step of a config, "
+                                      "and the largest batch per GPU size",
+                       description="Estimate, in seconds and without a GPU, the peak memory of "
+                                   "one training step of CONFIG in each process "
+                                   "(flowmatch.memory): weights, gradients, AdamW, EMA and "
+                                   "activations.")
+    _add_run_args(s)
+    s.add_argument('--device', choices=('cpu', 'cuda'),
+                   help="device of the fake tensors, whose autocast rules apply "
+                        "(default: cuda when this machine has one)")
 
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of the `flowmatch` command."
-    p = argparse.ArgumentParser(prog='flowmatch', description="Flow matching from a YAML config: train, sample, encode, measure.",
-        epilog="Several processes: `accelerate launch --num_processes N -m flowmatch.cli train CONFIG` or "
-               "`torchrun --nproc_per_node N -m flowmatch.cli train CONFIG` (GPUs, or CPU processes where there are none).")
-    p.add_argument('--traceback', action='store_true', help="show the full traceback of errors (for bug reports)")
+    p = argparse.ArgumentParser(
+        prog='flowmatch',
+        description="Flow matching from a YAML config: train, sample, encode, measure.",
+        epilog="Several processes: `accelerate launch --num_processes N -m flowmatch.cli train "
+               "CONFIG` or `torchrun --nproc_per_node N -m flowmatch.cli train CONFIG` "
+               "(GPUs, or CPU processes where there are none).")
+    p.add_argument('--traceback', action='store_true',
+                   help="show the full traceback of errors (for bug reports)")
     sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
-    s = sub.add_parser('train', help="train the model of a config (VAE and latent cache first, when the config needs them)",
-                       description="Train the velocity model of CONFIG. Several processes: see `flowmatch --help`.")
-    _add_run_args(s)
-    s.add_argument('--resume', nargs='?', const='latest', default=None, metavar='CHECKPOINT',
-                   help="continue the run in output_dir from its newest checkpoint, or from the CHECKPOINT folder given")
-    s = sub.add_parser('sample', help="write N samples of a trained run as PNG files plus samples.safetensors",
-                       description="Sample the EMA model of a trained run; processes share the work and write identical files.")
-    _add_run_args(s)
-    s.add_argument('--n', '--num-samples', dest='n', type=int, required=True,
-                   help="number of samples (write --num-samples under torchrun, whose own options begin with --n)")
-    s.add_argument('--out', required=True, help="folder for 000000.png ... and samples.safetensors")
-    s.add_argument('--method', help="ODE solver, one of flowmatch.samplers.METHODS (default: sample.method)")
-    s.add_argument('--steps', type=int, help="solver steps (default: sample.steps)")
-    s.add_argument('--guidance', type=float, help="classifier-free guidance scale (default: sample.guidance)")
-    s.add_argument('--seed', type=int, default=0, help="noise seed: sample i starts from noise seeded by (seed, i)")
-    s.add_argument('--batch-size', type=int, help="samples per solver call (default: sample.batch_size)")
-    s = sub.add_parser('encode', help="encode the dataset of a config into its latent cache",
-                       description="Encode the data of CONFIG with its VAE into the latent cache (resumable).")
-    _add_run_args(s)
-    s = sub.add_parser('fid', help="FID of a run (CONFIG) or of a folder of samples (--samples)",
-                       description="FID: digits-FID for 1-channel digits, Inception FID for RGB images. With CONFIG alone, the run "
-                                   "is sampled and measured as its eval section says; with --samples DIR, the PNG files in DIR are measured.")
-    _add_run_args(s, config_optional=True)
-    s.add_argument('--samples', metavar='DIR', help="folder of generated PNG images to measure")
-    s.add_argument('--real', metavar='DIR', help="folder of reference images (default: the held-out digits, or the data of CONFIG)")
-    s.add_argument('--metric', choices=('auto', 'digits', 'inception'), default='auto',
-                   help="auto: digits-FID for 1-channel images, Inception FID for RGB")
-    s.add_argument('--inception-weights', metavar='FILE', help="local InceptionV3 FID weights (pt_inception-2015-12-05), for offline machines")
-    s = sub.add_parser('demo', help="the embedded default: train the digits model end to end and write pictures and numbers",
-                       description="Train the digits model end to end on this machine; write pictures and metrics to OUT.")
-    s.add_argument('out', nargs='?', default='out/demo', help="output folder (default: out/demo)")
-    s.add_argument('overrides', nargs='*', metavar='key=value', help="override values of configs/digits.yaml, e.g. train.max_steps=500")
-    s = sub.add_parser('run', help="the whole pipeline of a config: VAE, latents, training, samples, evaluation",
-                       description="Run every stage CONFIG needs, skipping the ones already done.")
-    _add_run_args(s)
-    s.add_argument('--stages', help="comma-separated stages of flowmatch.recipe.STAGES (vae, latents, train, sample, "
-                   "eval; default: all that the config needs)")
-    s = sub.add_parser('memory', help="estimate the peak memory of a training step of a config, and the largest batch per GPU size",
-                       description="Estimate, in seconds and without a GPU, the peak memory of one training step of CONFIG in "
-                                   "each process (flowmatch.memory): weights, gradients, AdamW, EMA and activations.")
-    _add_run_args(s)
-    s.add_argument('--device', choices=('cpu', 'cuda'), help="device of the fake tensors, whose autocast rules apply "
-                   "(default: cuda when this machine has one)")
+    for add in (_add_train, _add_sample, _add_encode, _add_fid, _add_demo, _add_run, _add_memory):
+        add(sub)
     return p
 
 # %% ../nbs/16_cli.ipynb #4b9a6691
 class UsageError(ValueError):
     "A command-line argument that cannot work; the message says which and what to give instead."
 
-_USER_ERRORS = (UsageError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
-                ModuleNotFoundError)
+_USER_ERRORS = (UsageError, FileNotFoundError, FileExistsError, NotADirectoryError,
+                IsADirectoryError, PermissionError, ModuleNotFoundError)
 
 def _is_user_error(e:BaseException) -> bool:
-    "True for a missing file and the like, or for an exception that flowmatch raised on purpose (a `raise` in its own code)."
+    "True for a missing file and the like, or an exception from a `raise` in flowmatch's own code."
     schema = sys.modules.get('flowmatch.schema')
-    if isinstance(e, _USER_ERRORS) or (schema is not None and isinstance(e, schema.ConfigError)): return True
+    config_error = schema is not None and isinstance(e, schema.ConfigError)
+    if isinstance(e, _USER_ERRORS) or config_error: return True
     tb = traceback.extract_tb(e.__traceback__)
     if not tb: return False
     import flowmatch
     pkg, last = Path(flowmatch.__file__).resolve().parent, tb[-1]
-    return Path(last.filename).resolve().is_relative_to(pkg) and re.search(r'(^|[:;])\s*raise\b', last.line or '') is not None
+    ours = Path(last.filename).resolve().is_relative_to(pkg)
+    return ours and re.search(r'(^|[:;])\s*raise\b', last.line or '') is not None
 
 def _message(e:BaseException) -> str:
     msg = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
@@ -102,7 +157,7 @@ def _world_size():
     return world_size()
 
 def _align_precision(cfg):
-    "Make the config's mixed precision accelerate's default, so every `Accelerator` of the run agrees with the Trainer's."
+    "Make the config's mixed precision accelerate's default, for every `Accelerator` of the run."
     os.environ['ACCELERATE_MIXED_PRECISION'] = cfg.train.mixed_precision
 
 def cmd_train(args):
@@ -111,10 +166,12 @@ def cmd_train(args):
     cfg = _config(args)
     out = Path(cfg.train.output_dir)
     if args.resume is None and latest_checkpoint(out) is not None:
-        raise UsageError(f"{out} already holds checkpoints (latest: {latest_checkpoint(out).name}): add --resume to "
-                         "continue that run, or set output_dir=NEW_FOLDER for a new one")
+        raise UsageError(f"{out} already holds checkpoints "
+                         f"(latest: {latest_checkpoint(out).name}): add --resume to continue "
+                         "that run, or set output_dir=NEW_FOLDER for a new one")
     if args.resume not in (None, 'latest') and not Path(args.resume).is_dir():
-        raise UsageError(f"--resume {args.resume}: no such checkpoint folder (checkpoints are in {out / 'checkpoints'})")
+        raise UsageError(f"--resume {args.resume}: no such checkpoint folder "
+                         f"(checkpoints are in {out / 'checkpoints'})")
     from flowmatch import recipe
     _align_precision(cfg)
     _say(f"flowmatch train: {args.config} -> {cfg.output_dir}; world size {_world_size()}")
@@ -123,14 +180,16 @@ def cmd_train(args):
     losses = [r for r in read_log(out) if r.get('loss') is not None]
     _say(f"flowmatch train: finished {losses[-1]['step'] if losses else 0} steps on "
          f"{run.get('world_size', _world_size())} process(es); final loss "
-         f"{losses[-1]['loss'] if losses else float('nan'):.4g}; EMA model in {Path(cfg.output_dir) / 'model'}")
+         f"{losses[-1]['loss'] if losses else float('nan'):.4g}; "
+         f"EMA model in {Path(cfg.output_dir) / 'model'}")
     return 0
 
 # %% ../nbs/16_cli.ipynb #60530e2b
-_SAMPLE_OPTIONS = ('method', 'steps', 'guidance', 'batch_size')  # each replaces the `sample` key of its name
+# options of `flowmatch sample`, each replacing the `sample` key of its name
+_SAMPLE_OPTIONS = ('method', 'steps', 'guidance', 'batch_size')
 
 def _sample_section(args, cfg):
-    "The config's `sample` section with the command-line options applied, each checked like the key it replaces."
+    "The `sample` section with the options applied, each checked like the key it replaces."
     from flowmatch.schema import ConfigError
     s = cfg.sample
     for opt in _SAMPLE_OPTIONS:
@@ -143,26 +202,31 @@ def _sample_section(args, cfg):
 def cmd_sample(args):
     "flowmatch sample CONFIG --n N --out DIR [--method --steps --guidance --seed --batch-size]"
     if args.n < 1: raise UsageError(f"--n {args.n}: ask for at least one sample")
-    if args.seed < 0: raise UsageError(f"--seed {args.seed}: the noise seed is a whole number >= 0")
+    if args.seed < 0:
+        raise UsageError(f"--seed {args.seed}: the noise seed is a whole number >= 0")
     cfg = _config(args)
     s = _sample_section(args, cfg)
     model_dir = Path(cfg.output_dir) / 'model'
     if not (model_dir / 'config.json').exists():
-        raise UsageError(f"no trained model in {model_dir}: train it first with `flowmatch train {args.config}` and the "
-                         "same overrides (output_dir=... included)")
+        raise UsageError(f"no trained model in {model_dir}: train it first with "
+                         f"`flowmatch train {args.config}` and the same overrides "
+                         "(output_dir=... included)")
     from flowmatch import recipe
     from flowmatch.launch import distributed_sample, process_info
     tr = recipe.load_trained(cfg, device=process_info()[2])
     guidance = s.guidance
     if not tr.num_classes and guidance != 1:
         if args.guidance is not None:
-            raise UsageError(f"--guidance {args.guidance}: this model is unconditional (no classes), so there is "
-                             "nothing to guide")
+            raise UsageError(f"--guidance {args.guidance}: this model is unconditional "
+                             "(no classes), so there is nothing to guide")
         guidance = 1  # the config's scale is for class-conditional models
-    _say(f"flowmatch sample: {args.n} samples of {cfg.output_dir} -> {args.out}; world size {_world_size()}")
-    distributed_sample(tr.model, args.n, args.out, seed=args.seed, batch_size=s.batch_size, shape=tr.shape,
-                       guidance=None if guidance == 1 else guidance, decode=tr.decode if tr.vae is not None else None,
-                       progress=True, method=s.method, steps=s.steps, shift=s.shift, atol=s.atol, rtol=s.rtol)
+    _say(f"flowmatch sample: {args.n} samples of {cfg.output_dir} -> {args.out}; "
+         f"world size {_world_size()}")
+    decode = tr.decode if tr.vae is not None else None
+    distributed_sample(tr.model, args.n, args.out, seed=args.seed, batch_size=s.batch_size,
+                       shape=tr.shape, guidance=None if guidance == 1 else guidance, decode=decode,
+                       progress=True, method=s.method, steps=s.steps, shift=s.shift,
+                       atol=s.atol, rtol=s.rtol)
     _say(f"flowmatch sample: wrote {args.n} samples to {args.out}")
     return 0
 
@@ -170,7 +234,8 @@ def cmd_sample(args):
 def cmd_encode(args):
     "flowmatch encode CONFIG [key=value ...]"
     cfg = _config(args)
-    if not cfg.vae.enabled: raise UsageError(f"{args.config} has no VAE (vae.preset: none), so there are no latents to cache")
+    if not cfg.vae.enabled: raise UsageError(f"{args.config} has no VAE (vae.preset: none), "
+                                             "so there are no latents to cache")
     from flowmatch import recipe
     cache = recipe.encode_latents(cfg)
     _say(f"flowmatch encode: {len(cache)} latents {tuple(cache.shape)} in {cfg.latents_dir}")
@@ -188,27 +253,30 @@ def cmd_memory(args):
     dev = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     at_b, at_2b = config_memory(cfg, device=dev), config_memory(cfg, batch_size=2 * B, device=dev)
     line = memory_line(at_b, at_2b, B, 2 * B)
-    _say(f"flowmatch memory: {args.config}: {cfg.model.kind} model, batch {B} x {'x'.join(map(str, model_input(cfg)))} "
-         f"per process, mixed precision {t.mixed_precision}, clip_grad {t.clip_grad}; eager step estimated on fake "
-         f"{dev} tensors")
+    shape = 'x'.join(map(str, model_input(cfg)))
+    _say(f"flowmatch memory: {args.config}: {cfg.model.kind} model, batch {B} x {shape} "
+         f"per process, mixed precision {t.mixed_precision}, clip_grad {t.clip_grad}; "
+         f"eager step estimated on fake {dev} tensors")
     for k in KINDS:
         if at_b[k] >= 0.005: _say(f"  {k:<11} {at_b[k]:8.2f} GiB")
-    _say(f"  {'total':<11} {at_b['total']:8.2f} GiB  (+ the CUDA context, cuBLAS workspaces and allocator slack on a GPU)")
+    _say(f"  {'total':<11} {at_b['total']:8.2f} GiB  "
+         "(+ the CUDA context, cuBLAS workspaces and allocator slack on a GPU)")
     _say(f"  per example {1024 * line[1]:8.2f} MiB; largest batch per process: " +
          ', '.join(f"{max_batch(line, gb * 1e9 / 2**30)} in {gb} GB" for gb in MEMORY_BUDGETS_GB))
     return 0
 
 # %% ../nbs/16_cli.ipynb #5cdcf53e
 def _demo_args(args):
-    "OUT and overrides of `flowmatch demo`: `flowmatch demo lr=1` has no OUT, so its first word is an override, not a folder."
-    if '=' in args.out and not Path(args.out).exists(): return 'out/demo', [args.out, *args.overrides]
+    "OUT and overrides of `flowmatch demo`: a first word with `=`, not a folder, is an override."
+    if '=' in args.out and not Path(args.out).exists():  # `flowmatch demo lr=1` has no OUT
+        return 'out/demo', [args.out, *args.overrides]
     return args.out, args.overrides
 
 def cmd_demo(args):
     "flowmatch demo [OUT] [key=value ...]"
     import torch
     from flowmatch import recipe
-    # the demo's models are small: one thread beats several contending for a shared CPU (unless the user chose a number)
+    # small models: one thread beats several contending for a shared CPU (unless the user chose)
     if 'OMP_NUM_THREADS' not in os.environ: torch.set_num_threads(1)
     recipe.demo(*_demo_args(args))
     return 0
@@ -228,7 +296,7 @@ def cmd_run(args):
 # %% ../nbs/16_cli.ipynb #4cd4bb9f
 def load_images(folder, # folder of .png/.jpg images, all of one size
                 limit:int=None): # read only the first `limit` files (sorted by name)
-    "Images of a folder as a float tensor (N, C, H, W) in [-1, 1], C = 1 for grayscale files, else 3."
+    "Images of a folder as a float tensor (N, C, H, W) in [-1, 1]; C = 1 if grayscale, else 3."
     import numpy as np, torch
     from PIL import Image
     from flowmatch.data import find_images, to_rgb
@@ -241,8 +309,11 @@ def load_images(folder, # folder of .png/.jpg images, all of one size
     for f in files:
         with Image.open(f) as im:
             im.load()
-            xs.append(pil_to_tensor(im.convert('L') if im.mode in ('L', 'I;16', 'I') else to_rgb(im)))
-    if len({tuple(x.shape) for x in xs}) > 1: raise ValueError(f"the images in {folder} differ in size or channels: resize them to one size first")
+            gray = im.mode in ('L', 'I;16', 'I')
+            xs.append(pil_to_tensor(im.convert('L') if gray else to_rgb(im)))
+    if len({tuple(x.shape) for x in xs}) > 1:
+        raise ValueError(f"the images in {folder} differ in size or channels: "
+                         "resize them to one size first")
     return torch.stack(xs)
 
 def _sample_labels(folder, n):
@@ -253,8 +324,9 @@ def _sample_labels(folder, n):
     y = load_file(f).get('labels')
     return y if y is not None and len(y) == n and (y >= 0).all() else None
 
+# %% ../nbs/16_cli.ipynb #0e3f718b
 def fid_of_folder(samples, # folder of generated images
-                  real=None, # folder of reference images; default: held-out digits (1 channel) or `cfg`'s data
+                  real=None, # folder of real images (default: held-out digits; RGB: `cfg`'s data)
                   metric:str='auto', # 'auto', 'digits' or 'inception'
                   cfg=None, # a `Config` whose dataset is the reference for RGB images
                   inception_weights=None, # local InceptionV3 FID weights
@@ -266,43 +338,52 @@ def fid_of_folder(samples, # folder of generated images
     if metric == 'digits':
         from flowmatch.data import Digits
         from flowmatch.eval import digits_fid, digit_classifier, class_accuracy
-        if fake.shape[1] != 1: raise ValueError(f"digits-FID needs 1-channel images; {samples} holds {fake.shape[1]}-channel ones (use --metric inception)")
+        if fake.shape[1] != 1:
+            raise ValueError(f"digits-FID needs 1-channel images; {samples} holds "
+                             f"{fake.shape[1]}-channel ones (use --metric inception)")
         ref = load_images(real) if real else Digits('test', size=fake.shape[-1]).x
         clf = digit_classifier(verbose=False)
-        out = dict(metric='digits_fid', fid=digits_fid(fake, ref, clf), n=len(fake), n_real=len(ref))
+        out = dict(metric='digits_fid', fid=digits_fid(fake, ref, clf),
+                   n=len(fake), n_real=len(ref))
         y = _sample_labels(samples, len(fake))
         if y is not None: out['class_accuracy'] = class_accuracy(clf, fake, y)
         return out
     from flowmatch.eval import inception_fid
-    if fake.shape[1] != 3: raise ValueError(f"Inception FID needs RGB images; {samples} holds {fake.shape[1]}-channel ones")
+    if fake.shape[1] != 3: raise ValueError(f"Inception FID needs RGB images; "
+                                            f"{samples} holds {fake.shape[1]}-channel ones")
     if real: ref = load_images(real)
     elif cfg is not None:
         from flowmatch.recipe import reference_images
         ref = reference_images(cfg)
-    else: raise ValueError("Inception FID needs reference images: pass --real DIR, or a CONFIG whose data to compare with")
+    else: raise ValueError("Inception FID needs reference images: pass --real DIR, "
+                           "or a CONFIG whose data to compare with")
     if ref.shape[-2:] != fake.shape[-2:]:
-        ref = torch.nn.functional.interpolate(ref, size=fake.shape[-2:], mode='bilinear', antialias=True, align_corners=False)
-    return dict(metric='inception_fid', fid=inception_fid(fake, ref, weights_path=inception_weights, device=device), n=len(fake), n_real=len(ref))
+        ref = torch.nn.functional.interpolate(ref, size=fake.shape[-2:], mode='bilinear',
+                                              antialias=True, align_corners=False)
+    fid = inception_fid(fake, ref, weights_path=inception_weights, device=device)
+    return dict(metric='inception_fid', fid=fid, n=len(fake), n_real=len(ref))
 
 def cmd_fid(args):
     "flowmatch fid CONFIG | --samples DIR [--real DIR] [--metric] [--inception-weights FILE]"
     if args.samples is None and args.config is None:
-        raise UsageError("give a CONFIG (sample and measure its run) or --samples DIR (measure a folder of images)")
+        raise UsageError("give a CONFIG (sample and measure its run) "
+                         "or --samples DIR (measure a folder of images)")
     cfg = _config(args) if args.config else None
     if args.samples:
-        res = fid_of_folder(args.samples, args.real, args.metric, cfg,
-                            args.inception_weights or (cfg.eval.inception_weights if cfg else None))
+        weights = args.inception_weights or (cfg.eval.inception_weights if cfg else None)
+        res = fid_of_folder(args.samples, args.real, args.metric, cfg, weights)
     else:
         if cfg.eval.kind == 'none':
-            raise UsageError(f"{args.config} measures nothing (eval.kind: none): set eval.kind=digits or eval.kind=inception")
+            raise UsageError(f"{args.config} measures nothing (eval.kind: none): "
+                             "set eval.kind=digits or eval.kind=inception")
         from flowmatch import recipe
         res = recipe.evaluate(cfg, recipe.load_trained(cfg))
     _say(json.dumps(res, default=str))
     return 0
 
 # %% ../nbs/16_cli.ipynb #c44973dc
-_COMMANDS = dict(train=cmd_train, sample=cmd_sample, encode=cmd_encode, fid=cmd_fid, demo=cmd_demo, run=cmd_run,
-                 memory=cmd_memory)
+_COMMANDS = dict(train=cmd_train, sample=cmd_sample, encode=cmd_encode, fid=cmd_fid, demo=cmd_demo,
+                 run=cmd_run, memory=cmd_memory)
 
 def main(argv:list=None) -> int: # arguments without the program name; None: sys.argv[1:]
     "Entry point of the `flowmatch` command."
@@ -310,8 +391,9 @@ def main(argv:list=None) -> int: # arguments without the program name; None: sys
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
-        # overrides may also follow the options (`train cfg --resume lr=1`), where argparse no longer expects them
-        bad = [a for a in extra if a.startswith('-') or '=' not in a or not hasattr(args, 'overrides')]
+        # argparse leaves overrides that follow the options (`train cfg --resume lr=1`) in `extra`
+        takes_overrides = hasattr(args, 'overrides')
+        bad = [a for a in extra if a.startswith('-') or '=' not in a or not takes_overrides]
         if bad: parser.error(f"unrecognized arguments: {' '.join(bad)}")
         if extra: args.overrides = [*(args.overrides or []), *extra]
     except SystemExit as e: return e.code if isinstance(e.code, int) else 2
@@ -319,7 +401,7 @@ def main(argv:list=None) -> int: # arguments without the program name; None: sys
         from flowmatch.launch import lone_process_of, relaunch, process_info
         n = lone_process_of()
         if n: return relaunch(n, argv)
-        process_info()  # launched: join the process group first, so every Accelerator of the run belongs to it
+        process_info()  # launched: join the process group first, for every Accelerator of the run
         return _COMMANDS[args.command](args) or 0
     except KeyboardInterrupt:
         print(f"flowmatch {args.command}: interrupted", file=sys.stderr); return 130
@@ -329,4 +411,5 @@ def main(argv:list=None) -> int: # arguments without the program name; None: sys
         return 2
 
 # %% ../nbs/16_cli.ipynb #03d6fbf8
-if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())  # `python -m flowmatch.cli`; not when run in Jupyter
+# `python -m flowmatch.cli` (not when this notebook runs in Jupyter)
+if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())

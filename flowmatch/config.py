@@ -31,7 +31,7 @@ class DataConfig(Section):
     name:str='digits' # 'digits', 'image_folder', 'celebahq' or 'toy'
     size:int=32 # side of the square images (digits are 8x8 originals, resized)
     root:typing.Optional[str]=None # image_folder / celebahq: the folder of images
-    src:typing.Optional[str]=None # celebahq: folder, zip or parquet shards to prepare into `root` when it has no images yet
+    src:typing.Optional[str]=None # celebahq: folder/zip/parquet, prepared into `root` when empty
     flip:bool=False # random horizontal flips of training images (image_folder / celebahq)
     labels:bool=False # image_folder: classes from first-level subfolder names
     toy:str='moons' # toy: which 2-D dataset
@@ -39,10 +39,15 @@ class DataConfig(Section):
     _choices:typing.ClassVar[dict] = dict(name=DATASETS, toy=tuple(TOY_DATASETS))
     def _rules(self):
         folder = self.name in ('image_folder', 'celebahq')
-        return dict(size=(self.size >= 1, 'a positive number of pixels'), n=(self.n >= 1, 'a positive number of points'),
-                    root=(self.root is not None or not folder, f'data.name={self.name!r} needs the folder of images in data.root'),
-                    flip=(not self.flip or folder, 'flips are for photographs (image_folder, celebahq): digits and points are not mirror-symmetric'),
-                    labels=(not self.labels or self.name == 'image_folder', 'only image_folder takes classes from subfolders'))
+        return dict(size=(self.size >= 1, 'a positive number of pixels'),
+                    n=(self.n >= 1, 'a positive number of points'),
+                    root=(self.root is not None or not folder,
+                          f'data.name={self.name!r} needs the folder of images in data.root'),
+                    flip=(not self.flip or folder,
+                          'flips are for photographs (image_folder, celebahq): '
+                          'digits and points are not mirror-symmetric'),
+                    labels=(not self.labels or self.name == 'image_folder',
+                            'only image_folder takes classes from subfolders'))
 
 # %% ../nbs/12_config.ipynb #eebe92c1
 @dataclass
@@ -61,26 +66,31 @@ class VAETrainConfig(Section):
     def _rules(self):
         return dict(steps=(self.steps >= 0, '>= 0'), batch_size=(self.batch_size >= 1, '>= 1'),
                     lr=(math.isfinite(self.lr) and self.lr > 0, 'a finite number > 0'),
-                    kl_weight=(math.isfinite(self.kl_weight) and self.kl_weight >= 0, 'a finite number >= 0'),
+                    kl_weight=(math.isfinite(self.kl_weight) and self.kl_weight >= 0,
+                               'a finite number >= 0'),
                     disc_start=(self.disc_start is None or self.disc_start >= 0, '>= 0 or null'))
 
 @dataclass
 class VAEConfig(Section):
-    "The autoencoder: architecture (`preset`), weights (`pretrained`), latent normalisation and training."
+    "The autoencoder: architecture (`preset`), weights (`pretrained`), latent scaling, training."
     preset:str='none' # architecture from `VAE_PRESETS` ('digits', 'sd', 'tiny'), or 'none'
-    pretrained:typing.Optional[str]=None # weights: a hub id such as 'stabilityai/sd-vae-ft-mse', or a local folder
+    pretrained:typing.Optional[str]=None # weights: hub id ('stabilityai/sd-vae-ft-mse') or folder
     subfolder:typing.Optional[str]=None # e.g. 'vae' inside a full pipeline repository
-    overrides:dict=field(default_factory=dict) # AutoencoderKL arguments that differ from the preset
-    scale_from_data:bool=True # normalise latents by the shift/scale measured on the data (else the VAE's scaling_factor)
+    overrides:dict=field(default_factory=dict) # AutoencoderKL arguments that differ from preset
+    scale_from_data:bool=True # shift/scale latents as measured on data (else VAE's scaling_factor)
     train:VAETrainConfig=field(default_factory=VAETrainConfig)
     _choices:typing.ClassVar[dict] = dict(preset=('none', *VAE_PRESETS))
 
     @property
-    def enabled(self) -> bool: "True when the flow runs in latent space."; return self.preset != 'none' or self.pretrained is not None
+    def enabled(self) -> bool:
+        "True when the flow runs in latent space."
+        return self.preset != 'none' or self.pretrained is not None
 
     def _rules(self):
-        return dict(overrides=(not self.overrides or self.preset != 'none', 'overrides change a preset: set vae.preset too'),
-                    train=(self.train.steps == 0 or self.preset != 'none', 'training from scratch needs an architecture: set vae.preset'))
+        return dict(overrides=(not self.overrides or self.preset != 'none',
+                               'overrides change a preset: set vae.preset too'),
+                    train=(self.train.steps == 0 or self.preset != 'none',
+                           'training from scratch needs an architecture: set vae.preset'))
 
 # %% ../nbs/12_config.ipynb #7683275f
 @dataclass
@@ -93,12 +103,13 @@ class LatentsConfig(Section):
     sample:bool=False # store a posterior sample instead of the posterior mean
     dtype:str='float16' # storage type of the latents
     _choices:typing.ClassVar[dict] = dict(dtype=('float16', 'float32'))
-    def _rules(self): return dict(shard_size=(self.shard_size >= 1, '>= 1'), batch_size=(self.batch_size >= 1, '>= 1'))
+    def _rules(self): return dict(shard_size=(self.shard_size >= 1, '>= 1'),
+                                  batch_size=(self.batch_size >= 1, '>= 1'))
 
 @dataclass
 class SampleConfig(Section):
     "How samples are drawn: solver, steps, time shift, classifier-free guidance."
-    method:str='heun' # a method of `flowmatch.samplers.sample`: 'euler', 'midpoint', 'heun', 'rk4' or 'dopri5'
+    method:str='heun' # 'euler', 'midpoint', 'heun', 'rk4' or 'dopri5' (see flowmatch.samplers)
     steps:int=50 # solver steps (dopri5 chooses its own; see atol/rtol)
     shift:float=1.0 # SD3 time shift of the grid; > 1 puts more steps near noise
     guidance:float=1.0 # classifier-free guidance scale w: 1 is plain conditional, > 1 stronger
@@ -109,7 +120,8 @@ class SampleConfig(Section):
     _choices:typing.ClassVar[dict] = dict(method=METHODS)
     def _rules(self):
         fin = math.isfinite
-        return dict(steps=(self.steps >= 1, '>= 1'), shift=(fin(self.shift) and self.shift > 0, 'a finite number > 0'),
+        return dict(steps=(self.steps >= 1, '>= 1'),
+                    shift=(fin(self.shift) and self.shift > 0, 'a finite number > 0'),
                     guidance=(fin(self.guidance) and self.guidance >= 0, 'a finite number >= 0'),
                     n=(self.n >= 1, '>= 1'), batch_size=(self.batch_size >= 1, '>= 1'),
                     atol=(fin(self.atol) and self.atol > 0, 'a finite number > 0'),
@@ -121,15 +133,15 @@ class EvalConfig(Section):
     kind:str='none' # 'digits' (digits-FID + class accuracy), 'inception' (Inception FID) or 'none'
     n:int=1000 # generated samples to measure
     real:typing.Optional[int]=None # real images to compare with (inception); None: all of the data
-    inception_weights:typing.Optional[str]=None # local InceptionV3 FID weights, for machines without internet
+    inception_weights:typing.Optional[str]=None # local InceptionV3 FID weights (offline machines)
     _choices:typing.ClassVar[dict] = dict(kind=('digits', 'inception', 'none'))
     def _rules(self): return dict(n=(self.n >= 2, 'FID needs at least 2 samples'))
 
 # %% ../nbs/12_config.ipynb #cc438709
 MODELS = dict(dit=DiT, unet=UNet, mlp=MLPVelocity)
 MODEL_PRESETS = dict(dit=DIT_PRESETS, unet=UNET_PRESETS, mlp={})
-_DERIVED = dict(dit=('input_size', 'in_channels', 'num_classes'), unet=('input_size', 'in_channels', 'num_classes'),
-                mlp=('dim', 'num_classes'))
+_DERIVED = dict(dit=('input_size', 'in_channels', 'num_classes'),
+                unet=('input_size', 'in_channels', 'num_classes'), mlp=('dim', 'num_classes'))
 
 def _ctor_params(kind):
     return {n: p for n, p in inspect.signature(MODELS[kind].__init__).parameters.items()
@@ -137,7 +149,7 @@ def _ctor_params(kind):
 
 @dataclass
 class ModelConfig(Section):
-    "The velocity network: kind, preset, and constructor arguments (written flat in YAML, kept in `args`)."
+    "The velocity network: kind, preset, constructor arguments (flat in YAML, kept in `args`)."
     kind:str='dit' # 'dit', 'unet' or 'mlp'
     preset:typing.Optional[str]=None # a key of DIT_PRESETS / UNET_PRESETS
     args:dict=field(default_factory=dict) # constructor arguments over the preset
@@ -147,11 +159,13 @@ class ModelConfig(Section):
         d = dict(d or {})
         kind = d.pop('kind', 'dit')
         if kind not in MODELS:
-            raise ConfigError(f"{prefix}.kind must be one of {', '.join(map(repr, MODELS))}, got {kind!r}")
+            raise ConfigError(f"{prefix}.kind must be one of {', '.join(map(repr, MODELS))}, "
+                              f"got {kind!r}")
         preset = coerce(f'{prefix}.preset', d.pop('preset', None), typing.Optional[str])
         if preset is not None and preset not in MODEL_PRESETS[kind]:
-            raise ConfigError(f"{prefix}.preset={preset!r} is not a {kind} preset; valid presets: "
-                              f"{', '.join(MODEL_PRESETS[kind]) or 'none (write the arguments)'}")
+            valid = ', '.join(MODEL_PRESETS[kind]) or 'none (write the arguments)'
+            raise ConfigError(f"{prefix}.preset={preset!r} is not a {kind} preset; "
+                              f"valid presets: {valid}")
         params, hints = _ctor_params(kind), typing.get_type_hints(MODELS[kind].__init__)
         args = {}
         for k, v in d.items():
@@ -159,7 +173,8 @@ class ModelConfig(Section):
             args[k] = coerce(f'{prefix}.{k}', v, hints.get(k, typing.Any))
         have = set(MODEL_PRESETS[kind].get(preset, {})) | set(_DERIVED[kind]) | set(args)
         missing = [n for n, p in params.items() if p.default is p.empty and n not in have]
-        if missing: raise ConfigError(f"{prefix} needs {', '.join(missing)} (no preset gives them): add them, or set {prefix}.preset")
+        if missing: raise ConfigError(f"{prefix} needs {', '.join(missing)} "
+                                      f"(no preset gives them): add them, or set {prefix}.preset")
         return cls(kind, preset, args)
 
     def to_dict(self): return dict(kind=self.kind, preset=self.preset, **plain(self.args))
@@ -175,13 +190,15 @@ class Config(Section):
     vae:VAEConfig=field(default_factory=VAEConfig)
     latents:LatentsConfig=field(default_factory=LatentsConfig)
     model:ModelConfig=field(default_factory=ModelConfig)
-    train:TrainConfig=None # its output_dir, seed and progress default to <output_dir>/train and the run's own
+    train:TrainConfig=None # defaults: output_dir <output_dir>/train, the run's seed and progress
     sample:SampleConfig=field(default_factory=SampleConfig)
     eval:EvalConfig=field(default_factory=EvalConfig)
 
     def __post_init__(self):
-        if self.train is None or isinstance(self.train, dict):  # built from the section, with the run's defaults
-            run = dict(output_dir=str(Path(self.output_dir) / 'train'), seed=self.seed, progress=self.progress)
+        # built from the section, with the run's defaults
+        if self.train is None or isinstance(self.train, dict):
+            run = dict(output_dir=str(Path(self.output_dir) / 'train'), seed=self.seed,
+                       progress=self.progress)
             self.train = {**run, **(self.train or {})}
         super().__post_init__()
         self.check_combination()
@@ -189,15 +206,20 @@ class Config(Section):
     def check_combination(self):
         "Raise a `ConfigError` for sections that do not fit together."
         toy, kind = self.data.name == 'toy', self.model.kind
-        if toy and self.vae.enabled: raise ConfigError("data.name='toy' gives 2-D points: set vae.preset: none (no pretrained)")
+        if toy and self.vae.enabled:
+            raise ConfigError("data.name='toy' gives 2-D points: "
+                              "set vae.preset: none (no pretrained)")
         if toy != (kind == 'mlp'):
             raise ConfigError(f"model.kind={kind!r} does not fit data.name={self.data.name!r}: "
                               "points (toy) need kind 'mlp', images need 'dit' or 'unet'")
         if self.eval.kind == 'digits' and self.data.name != 'digits':
-            raise ConfigError(f"eval.kind='digits' measures digits; data.name is {self.data.name!r}: use 'inception' or 'none'")
+            raise ConfigError(f"eval.kind='digits' measures digits; "
+                              f"data.name is {self.data.name!r}: use 'inception' or 'none'")
 
     @property
-    def latents_dir(self) -> Path: "Folder of the latent cache."; return Path(self.latents.dir or Path(self.output_dir) / 'latents')
+    def latents_dir(self) -> Path:
+        "Folder of the latent cache."
+        return Path(self.latents.dir or Path(self.output_dir) / 'latents')
 
     def to_dict(self) -> dict:
         d = super().to_dict()
@@ -207,27 +229,33 @@ class Config(Section):
             if t[k] == getattr(self, k): del t[k]
         return d
 
-    def to_yaml(self) -> str: "The config as YAML text."; return yaml.safe_dump(self.to_dict(), sort_keys=False)
+    def to_yaml(self) -> str:
+        "The config as YAML text."
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
     def save(self, path):
         "Write the config as YAML to `path` (folders created); `load_config(path)` reads it back."
-        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True); path.write_text(self.to_yaml()); return path
+        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_yaml()); return path
 
 # %% ../nbs/12_config.ipynb #25ba99fd
 import flowmatch
 _PKG = Path(flowmatch.__file__).resolve().parent
-# installed: the YAML files ship as the package `flowmatch.configs`; in a checkout they are its `configs/` folder
+# installed, the YAML files ship as package `flowmatch.configs`; in a checkout, as `configs/`
 CONFIG_DIR = _PKG / 'configs' if (_PKG / 'configs').is_dir() else _PKG.parent / 'configs'
 
 def config_path(name_or_path) -> Path:
-    "A YAML file: the path itself, the `config.yaml` of a run folder, or `configs/<name>.yaml` of the flowmatch checkout."
+    "The YAML file: the path, a run folder's `config.yaml`, or a shipped `configs/<name>.yaml`."
     p = Path(name_or_path)
     if p.is_file(): return p
-    if (p / 'config.yaml').is_file(): return p / 'config.yaml'  # a run folder: the config it was run with
+    # a run folder: the config it was run with
+    if (p / 'config.yaml').is_file(): return p / 'config.yaml'
     for q in (CONFIG_DIR / p, CONFIG_DIR / f'{p}.yaml'):
         if q.is_file(): return q
     shipped = sorted(f.stem for f in CONFIG_DIR.glob('*.yaml')) if CONFIG_DIR.is_dir() else []
-    raise FileNotFoundError(f"no config file {str(name_or_path)!r}; pass a path to a YAML file"
-                            + (f" or the name of a shipped config: {', '.join(shipped)}" if shipped else ''))
+    also = f" or the name of a shipped config: {', '.join(shipped)}" if shipped else ''
+    raise FileNotFoundError(f"no config file {str(name_or_path)!r}; "
+                            f"pass a path to a YAML file{also}")
 
 def apply_override(d:dict, # nested config mapping, changed in place
                    key:str, # dotted key, e.g. 'train.lr'
@@ -238,45 +266,54 @@ def apply_override(d:dict, # nested config mapping, changed in place
     for i, p in enumerate(parents):
         if node.get(p) is None: node[p] = {}
         if not isinstance(node[p], dict):
-            raise ConfigError(f"cannot set {key!r}: {'.'.join(parents[:i+1])} is a value ({node[p]!r}), not a section")
+            raise ConfigError(f"cannot set {key!r}: {'.'.join(parents[:i+1])} is a value "
+                              f"({node[p]!r}), not a section")
         node = node[p]
     node[last] = value
 
 def parse_override(s:str): # 'key=value', value written as in YAML
     "(key, value) of one command-line override."
-    if '=' not in s: raise ConfigError(f"override {s!r} must look like key=value, e.g. train.lr=3e-4")
+    if '=' not in s:
+        raise ConfigError(f"override {s!r} must look like key=value, e.g. train.lr=3e-4")
     k, v = s.split('=', 1)
     k = k.strip()
-    if not k or any(not p for p in k.split('.')): raise ConfigError(f"override {s!r} has an empty key; write e.g. model.depth=6")
+    if not k or any(not p for p in k.split('.')):
+        raise ConfigError(f"override {s!r} has an empty key; write e.g. model.depth=6")
     try: return k, yaml.safe_load(v) if v.strip() else None
-    except yaml.YAMLError as e: raise ConfigError(f"override {s!r}: the value is not valid YAML ({e})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {s!r}: the value is not valid YAML ({e})") from None
 
-def load_config(path, # YAML file, or the name of a config in configs/ ('digits'); None: all defaults
-                overrides=()): # 'key=value' strings with dotted keys, or a dict {dotted key: value}
+def load_config(path, # YAML file or a config name in configs/ ('digits'); None: all defaults
+                overrides=()): # 'key=value' strings (dotted keys), or a dict {dotted key: value}
     "Read, override and check a config."
     d = {}
     if path is not None:
         f = config_path(path)
         try: d = yaml.safe_load(f.read_text()) or {}
         except yaml.YAMLError as e: raise ConfigError(f"{f} is not valid YAML: {e}") from None
-        if not isinstance(d, dict): raise ConfigError(f"{f} must hold a mapping of sections, got {type(d).__name__}")
-    items = overrides.items() if isinstance(overrides, dict) else [parse_override(o) for o in overrides]
+        if not isinstance(d, dict):
+            raise ConfigError(f"{f} must hold a mapping of sections, got {type(d).__name__}")
+    if isinstance(overrides, dict): items = overrides.items()
+    else: items = [parse_override(o) for o in overrides]
     for k, v in items: apply_override(d, k, v)
     return Config.from_dict(d)
 
 # %% ../nbs/12_config.ipynb #6a75d544
 def _vae_arch(cfg:Config) -> dict:
-    "AutoencoderKL arguments of the configured VAE: preset + overrides, or the config.json of `pretrained`."
+    "AutoencoderKL arguments of the VAE: preset + overrides, or the config.json of `pretrained`."
     v = cfg.vae
     if v.preset != 'none': return preset_arch(v.preset, **v.overrides)
     from diffusers import AutoencoderKL
     p = Path(v.pretrained).expanduser()
     try:
         if p.exists(): return AutoencoderKL.load_config(str(p), subfolder=v.subfolder)
-        return AutoencoderKL.load_config(v.pretrained, subfolder=v.subfolder, local_files_only=True)
+        return AutoencoderKL.load_config(v.pretrained, subfolder=v.subfolder,
+                                         local_files_only=True)
     except Exception as e:
-        raise ConfigError(f"vae.pretrained={v.pretrained!r} is not available here, so its architecture is unknown: set vae.preset "
-                          "to its architecture (e.g. 'sd'), or download it first (see flowmatch.vae.VAE.from_pretrained)") from e
+        raise ConfigError(f"vae.pretrained={v.pretrained!r} is not available here, so its "
+                          "architecture is unknown: set vae.preset to its architecture "
+                          "(e.g. 'sd'), or download it first "
+                          "(see flowmatch.vae.VAE.from_pretrained)") from e
 
 def data_shape(cfg:Config) -> tuple:
     "Shape of one item of the dataset: (C, H, W) images or (2,) points."
@@ -289,18 +326,22 @@ def num_classes(cfg:Config) -> int:
     if d.name == 'digits': return Digits.num_classes
     if d.name == 'image_folder' and d.labels:
         root = Path(d.root)
-        return len([p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.') and find_images(p)]) if root.is_dir() else 0
+        if not root.is_dir(): return 0
+        return len([p for p in root.iterdir()
+                    if p.is_dir() and not p.name.startswith('.') and find_images(p)])
     return 0
 
 def model_input(cfg:Config) -> tuple:
-    "Shape of what the velocity model sees: the latent (C, h, w) when there is a VAE, else one data item."
+    "Shape of the velocity model's input: the latent (C, h, w) with a VAE, else one data item."
     shape = data_shape(cfg)
     if not cfg.vae.enabled: return shape
     a = _vae_arch(cfg)
     f = 2 ** (len(a['block_out_channels']) - 1)
     if shape[0] != a.get('in_channels', 3):
-        raise ConfigError(f"the VAE takes {a.get('in_channels', 3)}-channel images, data.name={cfg.data.name!r} has {shape[0]}")
-    if shape[1] % f: raise ConfigError(f"data.size={shape[1]} must be divisible by the VAE's downsampling factor {f}")
+        raise ConfigError(f"the VAE takes {a.get('in_channels', 3)}-channel images, "
+                          f"data.name={cfg.data.name!r} has {shape[0]}")
+    if shape[1] % f: raise ConfigError(f"data.size={shape[1]} must be divisible by the VAE's "
+                                       f"downsampling factor {f}")
     return (a['latent_channels'], shape[1] // f, shape[2] // f)
 
 # %% ../nbs/12_config.ipynb #48c1c3e4
@@ -308,12 +349,14 @@ def model_kwargs(cfg:Config) -> dict:
     "Constructor arguments of the configured model."
     m = cfg.model
     shape = model_input(cfg)
-    derived = dict(dim=shape[0]) if m.kind == 'mlp' else dict(in_channels=shape[0], input_size=shape[1])
+    if m.kind == 'mlp': derived = dict(dim=shape[0])
+    else: derived = dict(in_channels=shape[0], input_size=shape[1])
     derived['num_classes'] = num_classes(cfg)
     for k, v in derived.items():
         if k in m.args and m.args[k] != v:
-            raise ConfigError(f"model.{k}={m.args[k]} does not fit the data: the model sees {shape} with {derived['num_classes']} "
-                              f"classes, so {k} must be {v} (or leave it out)")
+            raise ConfigError(f"model.{k}={m.args[k]} does not fit the data: the model sees "
+                              f"{shape} with {derived['num_classes']} classes, "
+                              f"so {k} must be {v} (or leave it out)")
     return {**MODEL_PRESETS[m.kind].get(m.preset, {}), **derived, **m.args}
 
 def build_model(cfg:Config) -> torch.nn.Module:
@@ -324,31 +367,37 @@ def build_model(cfg:Config) -> torch.nn.Module:
 
 # %% ../nbs/12_config.ipynb #6e18d601
 def build_vae(cfg:Config, # the config
-              weights:bool=True): # load `vae.pretrained` (False: the architecture only, randomly initialised)
+              weights:bool=True): # load `vae.pretrained` (False: architecture only, random init)
     "The configured `VAE` (None when the flow runs in pixel space)."
     v = cfg.vae
     if not v.enabled: return None
-    if v.pretrained is not None and weights: return VAE.from_pretrained(v.pretrained, subfolder=v.subfolder)
+    if v.pretrained is not None and weights:
+        return VAE.from_pretrained(v.pretrained, subfolder=v.subfolder)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         if v.preset != 'none': return VAE.from_preset(v.preset, **v.overrides)
-        from diffusers import AutoencoderKL  # the architecture of `vae.pretrained`, randomly initialised
-        return VAE(AutoencoderKL(**{k: a for k, a in _vae_arch(cfg).items() if not k.startswith('_')}), name=v.pretrained)
+        # the architecture of `vae.pretrained`, randomly initialised
+        from diffusers import AutoencoderKL
+        arch = {k: a for k, a in _vae_arch(cfg).items() if not k.startswith('_')}
+        return VAE(AutoencoderKL(**arch), name=v.pretrained)
 
 def build_dataset(cfg:Config, # the config
-                  split:str='train', # 'train' or 'test' (held-out digits / the folder without flips / other toy points)
+                  split:str='train', # 'train', or 'test' (held-out digits, new points, no flips)
                   augment:bool=True): # random flips on the train split when `data.flip`
     "The configured dataset of `(x, y)` items."
     d = cfg.data
-    if split not in ('train', 'test'): raise ValueError(f"split={split!r}: choose 'train' or 'test'")
+    if split not in ('train', 'test'):
+        raise ValueError(f"split={split!r}: choose 'train' or 'test'")
     if d.name == 'digits': return Digits(split, size=d.size)
     if d.name == 'toy': return ToyPoints(d.toy, d.n, seed=cfg.seed + (split == 'test'))
     flip = d.flip and augment and split == 'train'
     root = Path(d.root)
     if d.name == 'celebahq' and not (root.is_dir() and find_images(root)):
         if d.src is None:
-            raise FileNotFoundError(f"data.root={d.root} holds no images. Prepare CelebA-HQ first: set data.src to the downloaded "
-                                    "folder/zip/parquet (it is resized into data.root on first use), or call "
-                                    f"flowmatch.data.prepare_celebahq(src, {d.root!r}, size={d.size})")
+            raise FileNotFoundError(
+                f"data.root={d.root} holds no images. Prepare CelebA-HQ first: "
+                "set data.src to the downloaded folder/zip/parquet "
+                "(it is resized into data.root on first use), or call "
+                f"flowmatch.data.prepare_celebahq(src, {d.root!r}, size={d.size})")
         return prepare_celebahq(d.src, root, size=d.size, flip=flip)
     return ImageFolder(root, d.size, flip=flip, labels=d.labels)

@@ -15,16 +15,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from torch._subclasses.fake_tensor import is_fake
-from huggingface_hub import PyTorchModelHubMixin
-from huggingface_hub.errors import LocalEntryNotFoundError
+from .toy import HubModel, hub_card
+from fastcore.basics import patch
 
 # %% ../nbs/03_dit.ipynb #86286107
 def patchify(x, # images (B, C, H, W), H and W divisible by `p`
              p, # patch size
             ): # tokens (B, N, p*p*C), N = (H/p)*(W/p) in raster order
-    "Cut images into p x p patches and flatten each to a vector laid out as (row, column, channel)."
+    "Cut images into p x p patches, each flattened to a vector laid out as (row, column, channel)."
     B, C, H, W = x.shape
-    if H % p or W % p: raise ValueError(f"image size {H}x{W} is not divisible by the patch size {p}; crop or pad it first")
+    if H % p or W % p:
+        raise ValueError(f"image size {H}x{W} is not divisible by the patch size {p}; "
+                         "crop or pad it first")
     x = x.reshape(B, C, H // p, p, W // p, p)
     return x.permute(0, 2, 4, 3, 5, 1).reshape(B, (H // p) * (W // p), p * p * C)
 
@@ -38,7 +40,8 @@ def unpatchify(x, # tokens (B, N, p*p*C), N = h*w in raster order
     h = h or math.isqrt(N)
     w = N // h
     if h * w != N or P != p * p * c:
-        raise ValueError(f"cannot unpatchify tokens of shape {tuple(x.shape)} with p={p}, c={c}, h={h}: need N=h*w and last dim p*p*c")
+        raise ValueError(f"cannot unpatchify tokens of shape {tuple(x.shape)} with p={p}, c={c}, "
+                         f"h={h}: need N=h*w and last dim p*p*c")
     x = x.reshape(B, h, w, p, p, c).permute(0, 5, 1, 3, 2, 4)
     return x.reshape(B, c, h * p, w * p)
 
@@ -48,14 +51,16 @@ class PatchEmbed(nn.Module):
     def __init__(self, patch_size, in_channels, hidden_size):
         super().__init__()
         self.proj = nn.Conv2d(in_channels, hidden_size, kernel_size=patch_size, stride=patch_size)
-    def forward(self, x): return self.proj(x).flatten(2).transpose(1, 2)   # (B, N, D), raster order
+    def forward(self, x): return self.proj(x).flatten(2).transpose(1, 2)  # (B, N, D), raster order
 
 # %% ../nbs/03_dit.ipynb #1481ed0a
 def sincos_pos_embed_2d(dim, # embedding width D, divisible by 4
                         grid, # patches per side
                        ): # (grid*grid, dim) float32, tokens in raster order
     "Fixed 2-D sine-cosine positional embedding: column half [sin, cos] then row half [sin, cos]."
-    if dim % 4: raise ValueError(f"hidden size {dim} must be divisible by 4 for the 2-D sin-cos positional embedding")
+    if dim % 4:
+        raise ValueError(f"hidden size {dim} must be divisible by 4 "
+                         "for the 2-D sin-cos positional embedding")
     omega = 10000.0 ** -(torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
     pos = torch.arange(grid, dtype=torch.float64)
     r, c = torch.meshgrid(pos, pos, indexing='ij')
@@ -69,7 +74,8 @@ def timestep_embedding(t, # times (B,)
                       ): # (B, dim) float32: [cos(t*omega), sin(t*omega)]
     "Sinusoidal features of a scalar time, frequencies from 1 down to 1/max_period."
     half = dim // 2
-    omega = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    k = torch.arange(half, dtype=torch.float32, device=t.device)
+    omega = torch.exp(-math.log(max_period) * k / half)
     a = t.float()[:, None] * omega[None]
     return torch.cat([a.cos(), a.sin()], dim=-1)
 
@@ -78,50 +84,56 @@ class TimestepEmbedder(nn.Module):
     def __init__(self, hidden_size, frequency_embedding_size=256):
         super().__init__()
         self.frequency_embedding_size = frequency_embedding_size
-        self.mlp = nn.Sequential(nn.Linear(frequency_embedding_size, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size))
+        self.mlp = nn.Sequential(nn.Linear(frequency_embedding_size, hidden_size), nn.SiLU(),
+                                 nn.Linear(hidden_size, hidden_size))
     def forward(self, t): return self.mlp(timestep_embedding(t, self.frequency_embedding_size))
 
 class LabelEmbedder(nn.Module):
-    "Class label -> vector; row `num_classes` is the null class used for label dropout and guidance."
+    "Class label -> vector; row `num_classes` is the null class, for label dropout and guidance."
     def __init__(self, num_classes, hidden_size, dropout_prob=0.1):
         super().__init__()
         self.num_classes, self.dropout_prob = num_classes, dropout_prob
         self.embedding_table = nn.Embedding(num_classes + 1, hidden_size)
     def token_drop(self, y, force_drop_ids=None):
-        "Replace labels by the null class: at random with `dropout_prob`, or where `force_drop_ids` is 1."
-        drop = torch.rand(y.shape[0], device=y.device) < self.dropout_prob if force_drop_ids is None else force_drop_ids.bool()
+        "Swap labels for the null class at random (`dropout_prob`) or where `force_drop_ids` is 1."
+        drop = (torch.rand(y.shape[0], device=y.device) < self.dropout_prob
+                if force_drop_ids is None else force_drop_ids.bool())
         return torch.where(drop, torch.full_like(y, self.num_classes), y)
     def forward(self, y, train, force_drop_ids=None):
-        if (train and self.dropout_prob > 0) or force_drop_ids is not None: y = self.token_drop(y, force_drop_ids)
+        if (train and self.dropout_prob > 0) or force_drop_ids is not None:
+            y = self.token_drop(y, force_drop_ids)
         return self.embedding_table(y)
 
 # %% ../nbs/03_dit.ipynb #93f55ed0
 def modulate(x, shift, scale):
-    "Adaptive layer-norm modulation x * (1 + scale) + shift, one (shift, scale) per sample broadcast over tokens."
+    "adaLN modulation x * (1 + scale) + shift; (shift, scale) per sample, broadcast over tokens."
     return x * (1 + scale[:, None]) + shift[:, None]
 
 class Attention(nn.Module):
-    "Multi-head self-attention: one fused qkv projection, `F.scaled_dot_product_attention`, an output projection."
+    "Multi-head self-attention: fused qkv, `F.scaled_dot_product_attention`, output projection."
     def __init__(self, dim, num_heads):
         super().__init__()
-        if dim % num_heads: raise ValueError(f"hidden size {dim} must be divisible by num_heads={num_heads}")
+        if dim % num_heads:
+            raise ValueError(f"hidden size {dim} must be divisible by num_heads={num_heads}")
         self.num_heads = num_heads
         self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
     def forward(self, x):
         B, N, D = x.shape
-        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v)   # (B, heads, N, D/heads); fused kernel where available
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, D // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v)   # (B, heads, N, D/heads); fused if available
         return self.proj(x.transpose(1, 2).reshape(B, N, D))
 
 class Mlp(nn.Module):
     "Token-wise MLP: Linear, GELU (tanh approximation), Linear."
     def __init__(self, dim, hidden):
         super().__init__()
-        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(approximate='tanh'), nn.Linear(hidden, dim)
+        self.fc1, self.act = nn.Linear(dim, hidden), nn.GELU(approximate='tanh')
+        self.fc2 = nn.Linear(hidden, dim)
     def forward(self, x): return self.fc2(self.act(self.fc1(x)))
 
 class DiTBlock(nn.Module):
-    "Transformer block conditioned by adaLN-Zero: c -> (shift, scale, gate) for attention and for the MLP."
+    "Transformer block with adaLN-Zero: c -> (shift, scale, gate) for attention and for the MLP."
     def __init__(self, hidden_size, num_heads, mlp_ratio=4.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
@@ -149,17 +161,19 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm_final(x), shift, scale))
     @staticmethod
     def _drop_sigma_channels(module, state_dict, prefix, *args):
-        # A learn_sigma checkpoint has 2C channels per pixel: keep the first C (the velocity), drop the variance channels.
+        # A learn_sigma checkpoint has 2C channels per pixel: keep the first C (the velocity).
         pp, C = module.patch_size ** 2, module.out_channels
         for name in ('weight', 'bias'):
             key = prefix + 'linear.' + name
             w = state_dict.get(key)
             if w is not None and w.shape[0] == 2 * pp * C:
-                state_dict[key] = w.reshape(pp, 2 * C, *w.shape[1:])[:, :C].reshape(pp * C, *w.shape[1:])
+                rows = w.reshape(pp, 2 * C, *w.shape[1:])[:, :C]
+                state_dict[key] = rows.reshape(pp * C, *w.shape[1:])
 
 # %% ../nbs/03_dit.ipynb #9c6fee6a
-class DiT(nn.Module, PyTorchModelHubMixin):
-    "Diffusion Transformer velocity model `v = model(x, t, y=None)`, state dict laid out like the public DiT/SiT checkpoints."
+class DiT(nn.Module, HubModel,
+          **hub_card('flowmatch.dit.DiT', ['dit', 'diffusion-transformer'], 'https://arxiv.org/abs/2212.09748')):
+    "Diffusion Transformer velocity `v = model(x, t, y=None)`, laid out like DiT/SiT checkpoints."
     def __init__(self,
                  input_size:int, # latent/image side H = W
                  patch_size:int, # patch side p (input_size divisible by p)
@@ -169,55 +183,55 @@ class DiT(nn.Module, PyTorchModelHubMixin):
                  num_heads:int, # attention heads
                  mlp_ratio:float=4.0, # MLP width / D
                  num_classes:int=0, # K classes; 0 = unconditional
-                 class_dropout_prob:float=0.1, # label dropout probability while training (classifier-free guidance)
-                 grad_checkpointing:bool=False, # recompute blocks in backward to save activation memory
+                 class_dropout_prob:float=0.1, # training label dropout probability, for guidance
+                 grad_checkpointing:bool=False, # recompute blocks in backward, saving activations
                 ):
         super().__init__()
-        if input_size % patch_size: raise ValueError(f"input_size={input_size} is not divisible by patch_size={patch_size}")
-        self.input_size, self.patch_size, self.in_channels, self.num_classes = input_size, patch_size, in_channels, num_classes
+        if input_size % patch_size:
+            raise ValueError(f"input_size={input_size} is not divisible by "
+                             f"patch_size={patch_size}")
+        self.input_size, self.patch_size = input_size, patch_size
+        self.in_channels, self.num_classes = in_channels, num_classes
         self.hidden_size, self.depth, self.mlp_ratio = hidden_size, depth, mlp_ratio
         self.grad_checkpointing = grad_checkpointing
         self.x_embedder = PatchEmbed(patch_size, in_channels, hidden_size)
         self.t_embedder = TimestepEmbedder(hidden_size)
-        self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob) if num_classes > 0 else None
-        self.register_buffer('pos_embed', sincos_pos_embed_2d(hidden_size, input_size // patch_size)[None])
-        self.blocks = nn.ModuleList([DiTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)])
+        self.y_embedder = (LabelEmbedder(num_classes, hidden_size, class_dropout_prob)
+                           if num_classes > 0 else None)
+        pos_embed = sincos_pos_embed_2d(hidden_size, input_size // patch_size)[None]
+        self.register_buffer('pos_embed', pos_embed)
+        self.blocks = nn.ModuleList([DiTBlock(hidden_size, num_heads, mlp_ratio)
+                                     for _ in range(depth)])
         self.final_layer = FinalLayer(hidden_size, patch_size, in_channels)
         self.initialize_weights()
-
-    def initialize_weights(self):
-        "DiT initialisation: Xavier linears, zero biases, N(0, 0.02) embeddings, and zero adaLN and output layers (adaLN-Zero)."
-        for m in self.modules():
-            if isinstance(m, nn.Linear): nn.init.xavier_uniform_(m.weight); nn.init.zeros_(m.bias)
-        w = self.x_embedder.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1)); nn.init.zeros_(self.x_embedder.proj.bias)
-        for i in (0, 2): nn.init.normal_(self.t_embedder.mlp[i].weight, std=0.02)
-        if self.y_embedder is not None: nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
-        for layer in [b.adaLN_modulation[-1] for b in self.blocks] + [self.final_layer.adaLN_modulation[-1], self.final_layer.linear]:
-            nn.init.zeros_(layer.weight); nn.init.zeros_(layer.bias)
 
     def forward(self,
                 x, # noisy input x_t (B, C, H, W)
                 t, # times (B,) in [0, 1] (a scalar is broadcast); t = 0 noise, t = 1 data
-                y=None, # class labels (B,) int64; None or negative = null class; ignored when num_classes = 0
+                y=None, # labels (B,) int64; None or < 0: null class; ignored if num_classes = 0
                 force_drop_ids=None, # (B,) 1 where the label is replaced by the null class
                ): # velocity (B, C, H, W)
         B, C, H, W = x.shape
         if (C, H, W) != (self.in_channels, self.input_size, self.input_size):
-            raise ValueError(f"expected input (B, {self.in_channels}, {self.input_size}, {self.input_size}), got {tuple(x.shape)}")
+            raise ValueError(f"expected input (B, {self.in_channels}, {self.input_size}, "
+                             f"{self.input_size}), got {tuple(x.shape)}")
         t = torch.as_tensor(t, device=x.device)
         t = t.expand(B) if t.ndim == 0 else t
-        if t.shape != (B,): raise ValueError(f"t must have shape ({B},) or be a scalar, got {tuple(t.shape)}")
+        if t.shape != (B,):
+            raise ValueError(f"t must have shape ({B},) or be a scalar, got {tuple(t.shape)}")
         h = self.x_embedder(x) + self.pos_embed
         c = self.t_embedder(t)
         if self.y_embedder is not None:
             K = self.num_classes
             if y is None: y = torch.full((B,), K, device=x.device, dtype=torch.long)
             else:
-                # checked where it is free: on a GPU, reading (y > K).any() would make the host wait at every call (the Trainer
-                # checks its labels on the host instead); fake tensors (memory estimates) have no values to check
-                if y.device.type == 'cpu' and not torch.compiler.is_compiling() and not is_fake(y) and bool((y > K).any()):
-                    raise ValueError(f"class labels must be < {K} (or {K} / negative for the null class), got max {int(y.max())}")
+                # checked where it is free: on a GPU, reading (y > K).any() would make the host
+                # wait at every call (the Trainer checks its labels on the host instead); fake
+                # tensors (memory estimates) have no values to check
+                host = y.device.type == 'cpu' and not torch.compiler.is_compiling()
+                if host and not is_fake(y) and bool((y > K).any()):
+                    raise ValueError(f"class labels must be < {K} (or {K} / negative "
+                                     f"for the null class), got max {int(y.max())}")
                 y = torch.where(y < 0, K, y)
             c = c + self.y_embedder(y, self.training, force_drop_ids)
         for block in self.blocks:
@@ -226,33 +240,44 @@ class DiT(nn.Module, PyTorchModelHubMixin):
             else: h = block(h, c)
         return unpatchify(self.final_layer(h, c), self.patch_size, self.in_channels)
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        "Load a model saved with `save_pretrained`: a local directory, or a hub repo id (cache only when offline)."
-        try: return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        except LocalEntryNotFoundError as e:
-            raise FileNotFoundError(
-                f"{pretrained_model_name_or_path!r} is not a local directory and is not in the Hugging Face cache, and the hub "
-                "cannot be reached (HF_HUB_OFFLINE=1 or no network). On a machine with network run "
-                f"`huggingface-cli download {pretrained_model_name_or_path} --local-dir DIR`, copy DIR here and pass its path.") from e
+# %% ../nbs/03_dit.ipynb #8f27fa13
+@patch
+def initialize_weights(self:DiT):
+    "DiT's init: Xavier linears, zero biases, N(0, 0.02) embeddings; adaLN and output layers zero."
+    for m in self.modules():
+        if isinstance(m, nn.Linear): nn.init.xavier_uniform_(m.weight); nn.init.zeros_(m.bias)
+    w = self.x_embedder.proj.weight
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1)); nn.init.zeros_(self.x_embedder.proj.bias)
+    for i in (0, 2): nn.init.normal_(self.t_embedder.mlp[i].weight, std=0.02)
+    if self.y_embedder is not None:
+        nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
+    zeroed = [b.adaLN_modulation[-1] for b in self.blocks]
+    zeroed += [self.final_layer.adaLN_modulation[-1], self.final_layer.linear]
+    for layer in zeroed:
+        nn.init.zeros_(layer.weight); nn.init.zeros_(layer.bias)
 
-    @classmethod
-    def preset(cls, name, **overrides):
-        "A model from `DIT_PRESETS[name]`, any constructor argument overridden."
-        if name not in DIT_PRESETS: raise ValueError(f"unknown DiT preset {name!r}; valid names: {', '.join(DIT_PRESETS)}")
-        return cls(**{**DIT_PRESETS[name], **overrides})
+# %% ../nbs/03_dit.ipynb #0e42bbd1
+@patch(cls_method=True)
+def preset(cls:DiT, name, **overrides):
+    "A model from `DIT_PRESETS[name]`, any constructor argument overridden."
+    if name not in DIT_PRESETS:
+        raise ValueError(f"unknown DiT preset {name!r}; valid names: {', '.join(DIT_PRESETS)}")
+    return cls(**{**DIT_PRESETS[name], **overrides})
 
-_DIT_SIZES = {'S': (384, 12, 6), 'B': (768, 12, 12), 'L': (1024, 24, 16), 'XL': (1152, 28, 16)}   # (hidden, depth, heads)
-DIT_PRESETS = {f'DiT-{s}/{p}': dict(input_size=32, patch_size=p, in_channels=4, hidden_size=d, depth=n, num_heads=h, num_classes=1000)
+# (hidden size D, depth, heads) of each model size
+_DIT_SIZES = {'S': (384, 12, 6), 'B': (768, 12, 12), 'L': (1024, 24, 16), 'XL': (1152, 28, 16)}
+DIT_PRESETS = {f'DiT-{s}/{p}': dict(input_size=32, patch_size=p, in_channels=4,
+                                    hidden_size=d, depth=n, num_heads=h, num_classes=1000)
                for s, (d, n, h) in _DIT_SIZES.items() for p in (2, 4, 8)}
-DIT_PRESETS['celebahq'] = dict(input_size=32, patch_size=2, in_channels=4, hidden_size=512, depth=8, num_heads=16, num_classes=0)
+DIT_PRESETS['celebahq'] = dict(input_size=32, patch_size=2, in_channels=4,
+                               hidden_size=512, depth=8, num_heads=16, num_classes=0)
 
 # %% ../nbs/03_dit.ipynb #ab7cd1b2
 def dit_flops(input_size, # arguments as for `DiT` (e.g. `**DIT_PRESETS[name]`)
               patch_size, in_channels, hidden_size, depth, mlp_ratio=4.0, freq_dim=256,
               **unused, # other DiT arguments (heads, classes, ...) do not change the count
              ): # FLOPs (2 per multiply-add) of one forward pass of one image
-    "Matmul/conv FLOPs of a DiT forward pass per image; attention with N tokens costs 4*N^2*D per block."
+    "Matmul/conv FLOPs of one image's DiT forward pass; attention (N tokens): 4*N^2*D per block."
     N, D, P = (input_size // patch_size) ** 2, hidden_size, patch_size ** 2 * in_channels
     F_ = int(D * mlp_ratio)
     block = 8 * N * D * D + 4 * N * D * F_ + 4 * N * N * D + 12 * D * D
@@ -260,14 +285,16 @@ def dit_flops(input_size, # arguments as for `DiT` (e.g. `**DIT_PRESETS[name]`)
 
 # %% ../nbs/03_dit.ipynb #7e462bc3
 def load_dit_checkpoint(path, # a DiT/SiT state dict file: .pt/.pth (torch.save) or .safetensors
-                        preset='DiT-XL/2', # `DIT_PRESETS` name of the architecture stored in the file
+                        preset='DiT-XL/2', # `DIT_PRESETS` name of the architecture in the file
                         **overrides, # constructor arguments that differ from the preset
                        ): # DiT in evaluation mode
-    "Build `DiT.preset(preset, **overrides)` and load a public DiT/SiT checkpoint file into it (learn_sigma channels dropped)."
+    "Load a public DiT/SiT checkpoint into `DiT.preset(preset, **overrides)`; learn_sigma dropped."
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}. Download it first (e.g. SiT-XL-2-256.pt from the links in "
-                                "https://github.com/willisma/SiT) and pass its local path; nothing is downloaded here.")
+        raise FileNotFoundError(
+            f"no checkpoint at {path}. Download it first (e.g. SiT-XL-2-256.pt from the links in "
+            "https://github.com/willisma/SiT) and pass its local path; "
+            "nothing is downloaded here.")
     if path.suffix == '.safetensors':
         from safetensors.torch import load_file
         sd = load_file(str(path))
@@ -280,6 +307,7 @@ def load_dit_checkpoint(path, # a DiT/SiT state dict file: .pt/.pth (torch.save)
 
 # %% ../nbs/03_dit.ipynb #4993c6ce
 class ReverseTime(nn.Module):
-    "Wrap a velocity model trained with t=0 data / t=1 noise into our convention (t=0 noise): v(x, t) = -v'(x, 1 - t)."
+    "Wrap a model trained with t=0 data, t=1 noise into our convention: v(x, t) = -v'(x, 1 - t)."
     def __init__(self, model): super().__init__(); self.model = model
-    def forward(self, x, t, **cond): return -self.model(x, 1 - torch.as_tensor(t, device=x.device), **cond)
+    def forward(self, x, t, **cond):
+        return -self.model(x, 1 - torch.as_tensor(t, device=x.device), **cond)

@@ -10,20 +10,25 @@ __all__ = ['DigitClassifier', 'train_digit_classifier', 'class_accuracy', 'cache
 import os, hashlib, json, time
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
+from .toy import HubModel, hub_card
 from torchmetrics.image.fid import FrechetInceptionDistance
 from .data import Digits
 
 # %% ../nbs/11_eval.ipynb #cd265393
-class DigitClassifier(nn.Module, PyTorchModelHubMixin):
-    "A small CNN for 1-channel digits (any size, pooled to 16x16) in [-1, 1]; `features` feeds digits-FID, `forward` gives class logits."
+class DigitClassifier(nn.Module, HubModel,
+                      **hub_card('flowmatch.eval.DigitClassifier', ['image-classification'], None,
+                                 'A classifier of the embedded digits, whose features give digits-FID')):
+    "CNN for 1-channel [-1, 1] digits, pooled to 16x16: `features` for FID, `forward` for logits."
     def __init__(self, num_classes:int=10, width:int=32, in_channels:int=1):
         super().__init__()
         c = [in_channels, width, 2*width, 4*width]
         blocks = []
-        for i in range(3): blocks += [nn.Conv2d(c[i], c[i+1], 3, padding=1), nn.BatchNorm2d(c[i+1]), nn.ReLU(), nn.MaxPool2d(2) if i < 2 else nn.Identity()]
-        # 8x8 digits hold no detail beyond 16x16: pooling first makes training ~4x cheaper at no cost in accuracy
-        self.body = nn.Sequential(nn.AdaptiveAvgPool2d(16), *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        for i in range(3):
+            blocks += [nn.Conv2d(c[i], c[i+1], 3, padding=1), nn.BatchNorm2d(c[i+1]), nn.ReLU(),
+                       nn.MaxPool2d(2) if i < 2 else nn.Identity()]
+        # 8x8 digits have no detail beyond 16x16: pooling first trains ~4x cheaper, same accuracy
+        self.body = nn.Sequential(nn.AdaptiveAvgPool2d(16), *blocks,
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(c[-1], num_classes)
         self.num_features = c[-1]
 
@@ -32,20 +37,22 @@ class DigitClassifier(nn.Module, PyTorchModelHubMixin):
 
 # %% ../nbs/11_eval.ipynb #a1bb69f0
 def _shift(x, g, max_shift=2):
-    "Random integer translations of each image by up to `max_shift` pixels (the background, -1, fills in)."
+    "Random integer shifts of each image by up to `max_shift` pixels (background, -1, fills in)."
     n, _, H, W = x.shape
     p = max_shift
     xp = F.pad(x, (p, p, p, p), value=-1.)
     dy, dx = torch.randint(0, 2*p+1, (2, n, 1), generator=g)
     rows, cols = dy + torch.arange(H), dx + torch.arange(W)
-    return xp[torch.arange(n)[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    out = xp[torch.arange(n)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2)
 
 def _stack(ds):
     xs, ys = zip(*(ds[i] for i in range(len(ds))))
     return torch.stack(xs), torch.as_tensor(ys)
 
 @torch.enable_grad()
-def train_digit_classifier(epochs:int=12, batch_size:int=64, lr:float=3e-3, seed:int=0, size:int=32):
+def train_digit_classifier(epochs:int=12, batch_size:int=64, lr:float=3e-3, seed:int=0,
+                           size:int=32):
     "Train `DigitClassifier` on the digits train split; returns `(model, held_out_accuracy)`."
     torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
     x, y = _stack(Digits('train', size=size))
@@ -67,7 +74,8 @@ def train_digit_classifier(epochs:int=12, batch_size:int=64, lr:float=3e-3, seed
 def class_accuracy(classifier, images, labels, batch_size:int=500):
     "Fraction of `images` that `classifier` assigns to `labels`."
     classifier.eval()
-    pred = torch.cat([classifier(images[i:i+batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
+    pred = torch.cat([classifier(images[i:i+batch_size]).argmax(1)
+                      for i in range(0, len(images), batch_size)])
     return float((pred == labels.to(pred.device)).float().mean())
 
 # %% ../nbs/11_eval.ipynb #b4a374ea
@@ -76,8 +84,9 @@ def cache_dir():
     return Path(os.environ.get('FLOWMATCH_CACHE', Path.home()/'.cache'/'flowmatch'))
 
 def digit_classifier(size:int=32, seed:int=0, epochs:int=12, verbose:bool=True):
-    "The project's digit classifier: loaded from the cache, or trained (seconds on a CPU) and cached."
-    key = hashlib.sha1(json.dumps(dict(v=2, size=size, seed=seed, epochs=epochs)).encode()).hexdigest()[:10]
+    "The project's digit classifier: from the cache, or trained (seconds on a CPU) and cached."
+    spec = json.dumps(dict(v=2, size=size, seed=seed, epochs=epochs))
+    key = hashlib.sha1(spec.encode()).hexdigest()[:10]
     d = cache_dir()/f'digit_classifier-{key}'
     if (d/'model.safetensors').exists():
         model = DigitClassifier.from_pretrained(d).eval()
@@ -86,9 +95,11 @@ def digit_classifier(size:int=32, seed:int=0, epochs:int=12, verbose:bool=True):
     t0 = time.perf_counter()
     model, acc = train_digit_classifier(epochs=epochs, seed=seed, size=size)
     tmp = d.with_name(d.name + f'.tmp{os.getpid()}')
-    model.save_pretrained(tmp); (tmp/'accuracy.json').write_text(json.dumps(dict(held_out_accuracy=acc)))
+    model.save_pretrained(tmp)
+    (tmp/'accuracy.json').write_text(json.dumps(dict(held_out_accuracy=acc)))
     tmp.replace(d) if not d.exists() else None
-    if verbose: print(f'digit classifier trained in {time.perf_counter()-t0:.1f} s, held-out accuracy {acc:.4f}, cached in {d}')
+    if verbose: print(f'digit classifier trained in {time.perf_counter()-t0:.1f} s, '
+                      f'held-out accuracy {acc:.4f}, cached in {d}')
     model.held_out_accuracy = acc
     return model
 
@@ -110,8 +121,11 @@ def digits_fid(fake:torch.Tensor, # generated images (N, 1, 32, 32) in [-1, 1]
     "FID in the feature space of the digit classifier (lower is better)."
     classifier = classifier or digit_classifier(verbose=False)
     if real is None: real = _stack(Digits('test'))[0]
-    if fake.ndim != 4 or fake.shape[1:] != real.shape[1:]: raise ValueError(f"fake images must be (N, {', '.join(map(str, real.shape[1:]))}), got {tuple(fake.shape)}")
-    fid = FrechetInceptionDistance(feature=ClassifierFeatures(classifier), reset_real_features=False)
+    if fake.ndim != 4 or fake.shape[1:] != real.shape[1:]:
+        raise ValueError(f"fake images must be (N, {', '.join(map(str, real.shape[1:]))}), "
+                         f"got {tuple(fake.shape)}")
+    fid = FrechetInceptionDistance(feature=ClassifierFeatures(classifier),
+                                   reset_real_features=False)
     for b in _batches(real, batch_size): fid.update(b, real=True)
     for b in _batches(fake.clamp(-1, 1), batch_size): fid.update(b, real=False)
     return float(fid.compute())
@@ -119,14 +133,17 @@ def digits_fid(fake:torch.Tensor, # generated images (N, 1, 32, 32) in [-1, 1]
 # %% ../nbs/11_eval.ipynb #5e8eade0
 def inception_fid(fake:torch.Tensor, # generated RGB images (N, 3, H, W) in [-1, 1]
                   real:torch.Tensor, # reference RGB images, same layout
-                  weights_path:str=None, # local InceptionV3 weights (FID variant), for offline machines
+                  weights_path:str=None, # local InceptionV3 weights (FID variant), for offline use
                   batch_size:int=100, device=None):
     "Standard 2048-feature InceptionV3 FID through torchmetrics (needs the `inception` extra)."
     try: import torch_fidelity  # noqa: F401
     except ImportError as e:
-        raise ModuleNotFoundError("Inception FID needs torch-fidelity: `pip install \"flowmatch[inception]\"` "
-                                  "(offline, also pass weights_path= to a local pt_inception-2015-12-05 file)") from e
-    fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=weights_path, normalize=True).to(device or 'cpu')
+        raise ModuleNotFoundError("Inception FID needs torch-fidelity: "
+                                  "`pip install \"flowmatch[inception]\"` (offline, also pass "
+                                  "weights_path= to a local pt_inception-2015-12-05 file)") from e
+    fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=weights_path,
+                                   normalize=True).to(device or 'cpu')
     for x, real_ in ((real, True), (fake, False)):
-        for b in _batches(x, batch_size): fid.update(((b.to(fid.device) + 1) / 2).clamp(0, 1), real=real_)
+        for b in _batches(x, batch_size):
+            fid.update(((b.to(fid.device) + 1) / 2).clamp(0, 1), real=real_)
     return float(fid.compute())

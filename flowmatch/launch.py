@@ -27,66 +27,81 @@ def free_port() -> int:
 
 # %% ../nbs/14_launch.ipynb #00108a22
 def _saving_result(fn, folder, cpu):
-    "`fn` wrapped to join the process group first and to store its return value as `<folder>/<rank>.pt`."
+    "`fn` wrapped to join the process group first, then store its result as `<folder>/<rank>.pt`."
     @functools.wraps(fn)
     def run(*args):
         if int(os.environ.get('WORLD_SIZE', '1')) > 1:
-            # GNU OpenMP's thread pool does not survive fork: a forked process that runs a multi-threaded op hangs once the
-            # notebook has run one. One thread per process is the only safe setting (PyTorch's DataLoader workers do the same).
+            # GNU OpenMP's thread pool does not survive fork: once the notebook has run a
+            # multi-threaded op, a forked process that runs one hangs. One thread per process
+            # is the only safe setting (PyTorch's DataLoader workers do the same).
             torch.set_num_threads(1)
-            # accelerate's shared state is set first, so a plain `Accelerator()` or `PartialState()` inside `fn` joins the group too
+            # accelerate's shared state is set first: a plain `Accelerator()` or `PartialState()`
+            # inside `fn` then joins the group too
             PartialState(cpu=cpu)
         torch.save(fn(*args), Path(folder) / f"{int(os.environ.get('RANK', 0))}.pt")
     return run
 
-def launch(fn, # function to run in every process; build models, Trainers and Accelerators inside it
+def launch(fn, # run in every process; build models, Trainers and Accelerators inside it
            *args, # arguments passed to `fn` in every process
-           num_processes:int=None, # default: one per GPU, or 2 CPU processes when there is no GPU
-           mixed_precision:str='no', # 'no', 'bf16' or 'fp16': the default of every `Accelerator` created inside `fn`
+           num_processes:int=None, # default: one per GPU, or 2 CPU processes without a GPU
+           mixed_precision:str='no', # 'no'/'bf16'/'fp16': default of each `Accelerator` in `fn`
            use_port:int=None, # rendezvous port (default: a free one)
            cpu:bool=None): # CPU processes (gloo); default: only when there is no GPU
-    "Run `fn(*args)` in `num_processes` processes through accelerate's `notebook_launcher`; returns the list of results by rank."
+    "Run `fn(*args)` in `num_processes` processes (`notebook_launcher`); returns results by rank."
     on_gpu = torch.cuda.is_available() if cpu is None else not cpu
     n = num_processes or (torch.cuda.device_count() if on_gpu else 2)
     if n < 1: raise ValueError(f"num_processes={n}: need at least one process")
     if on_gpu and n > torch.cuda.device_count():
-        raise ValueError(f"num_processes={n} but only {torch.cuda.device_count()} GPU(s) are visible: use at most that many")
+        raise ValueError(f"num_processes={n} but only {torch.cuda.device_count()} GPU(s) "
+                         "are visible: use at most that many")
     if n > 1 and on_gpu and torch.cuda.is_initialized():
-        raise RuntimeError("CUDA is already initialised in this notebook, so its processes cannot be forked. Restart the kernel and "
-                           "call `launch` before any cell touches the GPU (build models inside the launched function).")
-    release_accelerate_state()  # accelerate refuses to launch while an earlier single-process Accelerator is registered
-    # notebook_launcher's own `mixed_precision` does not reach `Accelerator()`; accelerate reads this variable
-    env = dict(omp_num_threads='1', accelerate_mixed_precision=mixed_precision, **({} if on_gpu else dict(accelerate_use_cpu='true')))
+        raise RuntimeError("CUDA is already initialised in this notebook, so its processes "
+                           "cannot be forked. Restart the kernel and call `launch` before any "
+                           "cell touches the GPU (build models inside the launched function).")
+    # accelerate refuses to launch while an earlier single-process Accelerator is registered
+    release_accelerate_state()
+    # notebook_launcher's `mixed_precision` does not reach `Accelerator()`; this variable does
+    env = dict(omp_num_threads='1', accelerate_mixed_precision=mixed_precision,
+               **({} if on_gpu else dict(accelerate_use_cpu='true')))
     port = use_port or free_port()
     with tempfile.TemporaryDirectory(prefix='flowmatch_launch_') as d, patch_environment(**env):
-        if n > 1: print(f"flowmatch.launch: {n} {'GPU' if on_gpu else 'CPU (gloo)'} processes, port {port}")
-        notebook_launcher(_saving_result(fn, d, not on_gpu), args=args, num_processes=n, mixed_precision=mixed_precision,
-                          use_port=str(port))
-        return [torch.load(Path(d) / f'{r}.pt', weights_only=False) if (Path(d) / f'{r}.pt').exists() else None for r in range(n)]
+        kind = 'GPU' if on_gpu else 'CPU (gloo)'
+        if n > 1: print(f"flowmatch.launch: {n} {kind} processes, port {port}")
+        notebook_launcher(_saving_result(fn, d, not on_gpu), args=args, num_processes=n,
+                          mixed_precision=mixed_precision, use_port=str(port))
+        files = [Path(d) / f'{r}.pt' for r in range(n)]
+        return [torch.load(f, weights_only=False) if f.exists() else None for f in files]
 
 # %% ../nbs/14_launch.ipynb #c3092d83
 def use_cpu() -> bool:
-    "True when the processes of this launch compute on the CPU: no GPU, or `ACCELERATE_USE_CPU` set (`--cpu`)."
+    "True when this launch computes on the CPU: no GPU, or `ACCELERATE_USE_CPU` set (`--cpu`)."
     return not torch.cuda.is_available() or parse_flag_from_env('ACCELERATE_USE_CPU')
 
 def process_info() -> tuple:
-    "(rank, world_size, device) of this process; joins the process group (through accelerate) when launched with several."
-    if int(os.environ.get('WORLD_SIZE', '1')) > 1 or (dist.is_available() and dist.is_initialized()):
+    "(rank, world_size, device) of this process; with several, joins the group (via accelerate)."
+    launched = int(os.environ.get('WORLD_SIZE', '1')) > 1
+    if launched or (dist.is_available() and dist.is_initialized()):
         st = PartialState(cpu=use_cpu())
         return st.process_index, st.num_processes, st.device
     return 0, 1, None
 
-def world_size() -> int: "Number of processes of this launch (1 when alone)."; return process_info()[1]
-def is_main_process() -> bool: "True on rank 0, the process that writes shared files and prints."; return process_info()[0] == 0
+def world_size() -> int:
+    "Number of processes of this launch (1 when alone)."
+    return process_info()[1]
+
+def is_main_process() -> bool:
+    "True on rank 0, the process that writes shared files and prints."
+    return process_info()[0] == 0
 
 def wait_for_everyone():
     "Wait until every process of the launch has arrived here (returns at once when alone)."
     if world_size() > 1: PartialState(cpu=use_cpu()).wait_for_everyone()
 
 # %% ../nbs/14_launch.ipynb #abfd839f
-def launcher_processes(cmdline:list) -> int|None: # the command line of the parent process, as a list
+def launcher_processes(cmdline:list) -> int|None: # the parent process's command line, as a list
     "N when `cmdline` is `accelerate launch ... --num_processes N ...`, else None."
-    if not any(Path(c).name == 'accelerate' for c in cmdline[:2]) or 'launch' not in cmdline: return None
+    is_accelerate = any(Path(c).name == 'accelerate' for c in cmdline[:2])
+    if not is_accelerate or 'launch' not in cmdline: return None
     for i, c in enumerate(cmdline):
         for flag in ('--num_processes', '--num-processes'):
             if c == flag and i + 1 < len(cmdline): return int(cmdline[i + 1])
@@ -96,7 +111,7 @@ def launcher_processes(cmdline:list) -> int|None: # the command line of the pare
 _WORLD_VARS = ('WORLD_SIZE', 'PMI_SIZE', 'OMPI_COMM_WORLD_SIZE', 'MV2_COMM_WORLD_SIZE')
 
 def lone_process_of(env:dict=None) -> int|None: # environment variables (default: this process's)
-    "Processes that `accelerate launch` was asked for, when it started this one alone (it does so for CPU); else None."
+    "Processes asked of `accelerate launch` if it started this one alone (as on CPU), else None."
     env = os.environ if env is None else env
     if 'MASTER_PORT' not in env or any(k in env for k in _WORLD_VARS): return None
     try:
@@ -107,45 +122,51 @@ def lone_process_of(env:dict=None) -> int|None: # environment variables (default
 
 def relaunch(n:int, # processes wanted
              argv:list, # arguments of the command
-             module:str='flowmatch.cli') -> int: # the module to run in every process (`python -m module argv`)
-    "Run `python -m module argv` in `n` processes with torch's launcher (what `torchrun` runs) on MASTER_ADDR:MASTER_PORT."
+             module:str='flowmatch.cli') -> int: # run as `python -m module argv` in every process
+    "Run `python -m module argv` in `n` processes by torch's launcher on MASTER_ADDR:MASTER_PORT."
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if gpus and n > gpus and not use_cpu():
-        raise ValueError(f"--num_processes {n} but this machine has {gpus} GPU(s): ask for at most {gpus}, "
-                         "or add --cpu for CPU processes")
+        raise ValueError(f"--num_processes {n} but this machine has {gpus} GPU(s): "
+                         f"ask for at most {gpus}, or add --cpu for CPU processes")
     from torch.distributed.run import parse_args, run
-    args = parse_args([f'--nproc_per_node={n}', f"--master_addr={os.environ.get('MASTER_ADDR', '127.0.0.1')}",
+    addr = os.environ.get('MASTER_ADDR', '127.0.0.1')
+    args = parse_args([f'--nproc_per_node={n}', f"--master_addr={addr}",
                        f"--master_port={os.environ['MASTER_PORT']}", '-m', module])
-    args.training_script_args = list(argv)  # set here: torchrun's parser would take `--n` for one of its own options
-    print(f"flowmatch: `accelerate launch` started one process for --num_processes {n}; starting {n} processes "
-          f"(world size {n}) with torch.distributed.run", file=sys.stderr, flush=True)
+    # set here: torchrun's parser would take `--n` for one of its own options
+    args.training_script_args = list(argv)
+    print(f"flowmatch: `accelerate launch` started one process for --num_processes {n}; "
+          f"starting {n} processes (world size {n}) with torch.distributed.run",
+          file=sys.stderr, flush=True)
     run(args)
     return 0
 
 # %% ../nbs/14_launch.ipynb #da865926
 def state_digest(model:torch.nn.Module) -> str: # any module
-    "SHA-1 of all tensors of `model.state_dict()` (names, shapes, dtypes and bytes): equal digests, identical weights."
+    "SHA-1 of `model.state_dict()` (names, shapes, dtypes, bytes): same digest, same weights."
     h = hashlib.sha1()
     for k, v in model.state_dict().items():
         v = v.detach().cpu().contiguous()
-        h.update(f'{k}{tuple(v.shape)}{v.dtype}'.encode()); h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(f'{k}{tuple(v.shape)}{v.dtype}'.encode())
+        h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 # %% ../nbs/14_launch.ipynb #ef0d4c5f
 def sample_noise(i:int, # index of the sample
                  shape, # shape of one sample, e.g. (4, 32, 32)
                  seed:int=0): # run seed
-    "The starting noise $x_0$ of sample `i`: a standard normal draw from a generator seeded by (seed, i)."
+    "Starting noise $x_0$ of sample `i`: standard normal, from a generator seeded by (seed, i)."
     s = int(np.random.SeedSequence([seed, i]).generate_state(1, np.uint64)[0])
     return torch.randn(tuple(shape), generator=torch.Generator().manual_seed(s))
 
 # %% ../nbs/14_launch.ipynb #1ba43780
 def sample_shape(model) -> tuple:
-    "Shape of one sample of a velocity model: (C, H, W) from `in_channels` and `input_size`, or (D,) from `dim`."
+    "Shape of one sample: (C, H, W) from `in_channels` and `input_size`, or (D,) from `dim`."
     m = getattr(model, 'model', model)  # look through wrappers such as ClassifierFreeGuidance
-    if hasattr(m, 'input_size') and hasattr(m, 'in_channels'): return (m.in_channels, m.input_size, m.input_size)
+    if hasattr(m, 'input_size') and hasattr(m, 'in_channels'):
+        return (m.in_channels, m.input_size, m.input_size)
     if hasattr(m, 'dim'): return (m.dim,)
-    raise ValueError(f"Cannot tell the shape of one sample of {type(m).__name__}: pass shape=(C, H, W) or (D,)")
+    raise ValueError(f"Cannot tell the shape of one sample of {type(m).__name__}: "
+                     "pass shape=(C, H, W) or (D,)")
 
 def _batches(n, batch_size, rank, world):
     starts = range(0, n, batch_size)
@@ -158,12 +179,14 @@ def _write_pngs(img, idx, out):
 def _gather_shards(out, n, world, labels, meta):
     "Process 0: the shards of all processes as one `samples.safetensors`, in index order."
     shards = [load_file(out / f'.shard_{r}.safetensors') for r in range(world)]
-    index, samples = torch.cat([s['index'] for s in shards]), torch.cat([s['samples'] for s in shards])
+    index = torch.cat([s['index'] for s in shards])
+    samples = torch.cat([s['samples'] for s in shards])
     order = torch.argsort(index)
     assert torch.equal(index[order], torch.arange(n)), 'every sample must be written exactly once'
     ys = labels if labels is not None else torch.full((n,), -1, dtype=torch.long)
-    # one metadata entry: safetensors writes several in no fixed order, and the file must not depend on the run
-    save_file(dict(samples=samples[order].contiguous(), labels=ys.contiguous()), out / 'samples.safetensors',
+    tensors = dict(samples=samples[order].contiguous(), labels=ys.contiguous())
+    # one metadata entry: safetensors writes several in no fixed order; the file must not vary
+    save_file(tensors, out / 'samples.safetensors',
               metadata=dict(flowmatch=json.dumps(meta, sort_keys=True, default=str)))
     for r in range(world): (out / f'.shard_{r}.safetensors').unlink()
 
@@ -174,13 +197,13 @@ def distributed_sample(model, # velocity model(x, t, **cond), e.g. the EMA model
                        seed:int=0, # noise of sample i is `sample_noise(i, shape, seed)`
                        batch_size:int=64, # samples per model call (before the guidance doubling)
                        shape=None, # shape of one sample; default `sample_shape(model)`
-                       labels=None, # class of each sample: an int, (n,) labels, or None (i % num_classes for class models)
-                       guidance:float=None, # classifier-free guidance scale (class-conditional models only)
-                       decode=None, # maps model outputs to images in [-1, 1] (e.g. a VAE decoder); None: outputs are images
-                       png:bool=True, # write a PNG per sample when the (decoded) samples are images with 1 or 3 channels
+                       labels=None, # int, (n,) labels, or None (i % num_classes for class models)
+                       guidance:float=None, # classifier-free guidance scale (class models only)
+                       decode=None, # e.g. a VAE decoder (to [-1, 1]); None: outputs are images
+                       png:bool=True, # a PNG per sample for (decoded) 1- or 3-channel images
                        progress:bool=False, # progress bar on process 0
-                       **sample_kwargs): # passed to `flowmatch.samplers.sample`: method, steps, shift, ...
-    "Write `n` samples, split over all processes; the files are identical for any number of processes. Returns `out_dir`."
+                       **sample_kwargs): # for `samplers.sample`: method, steps, shift, ...
+    "Write `n` samples over all processes (same files for any count); returns `out_dir`."
     rank, world, dev = process_info()
     dev = dev or next(model.parameters()).device
     model = model.to(dev).eval()
@@ -188,15 +211,19 @@ def distributed_sample(model, # velocity model(x, t, **cond), e.g. the EMA model
     shape = tuple(shape or sample_shape(model))
     model, labels = guided(model, n, labels, 1. if guidance is None else guidance)
     xs, idx = [], []
-    for b in tqdm(_batches(n, batch_size, rank, world), disable=not (progress and rank == 0), desc='sample'):
+    batches = _batches(n, batch_size, rank, world)
+    for b in tqdm(batches, disable=not (progress and rank == 0), desc='sample'):
         x0 = torch.stack([sample_noise(i, shape, seed) for i in b]).to(dev)
         cond = dict(y=labels[b].to(dev)) if labels is not None else {}
         x1 = sample(model, x0, **sample_kwargs, **cond)
         if png: _write_pngs(decode(x1) if decode is not None else x1, b, out)
         xs.append(x1.float().cpu()); idx += b
-    mine = dict(index=torch.tensor(idx, dtype=torch.long), samples=torch.cat(xs) if xs else torch.zeros((0, *shape)))
+    mine = dict(index=torch.tensor(idx, dtype=torch.long),
+                samples=torch.cat(xs) if xs else torch.zeros((0, *shape)))
     save_file(mine, out / f'.shard_{rank}.safetensors')
     if world > 1: dist.barrier()
-    if rank == 0: _gather_shards(out, n, world, labels, dict(seed=seed, n=n, guidance=guidance, **sample_kwargs))
+    if rank == 0:
+        meta = dict(seed=seed, n=n, guidance=guidance, **sample_kwargs)
+        _gather_shards(out, n, world, labels, meta)
     if world > 1: dist.barrier()
     return out

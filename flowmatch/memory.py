@@ -15,52 +15,61 @@ from .config import Config, build_model, model_input
 _AMP = dict(no=None, bf16=torch.bfloat16, fp16=torch.float16)
 KINDS = ('parameter', 'buffer', 'gradient', 'optstate', 'activation', 'temp', 'other')
 
-def estimate_memory(make_model, # function returning a fresh velocity model, e.g. `lambda: DiT(**DIT_PRESETS['celebahq'])`
-                    x_shape:tuple, # shape of one batch of training data: (batch, C, H, W) or (batch, dim)
-                    mixed_precision:str='no', # 'no', 'bf16' or 'fp16' autocast, as in `TrainConfig`
-                    clip_grad:float|None=1.0, # gradient clipping as in `TrainConfig` (its foreach buffers count too)
+def estimate_memory(make_model, # model builder, e.g. `lambda: DiT(**DIT_PRESETS['celebahq'])`
+                    x_shape:tuple, # shape of one training batch: (batch, C, H, W) or (batch, dim)
+                    mixed_precision:str='no', # 'no', 'bf16' or 'fp16', as in `TrainConfig`
+                    clip_grad:float|None=1.0, # as in `TrainConfig` (its foreach buffers count too)
                     ema:bool=True, # keep the Trainer's float32 EMA copy of the weights
-                    device=None, # device of the fake tensors (autocast rules differ a little); default: cuda when present, else cpu
+                    device=None, # fake tensors' device (autocast rules vary); default: cuda if any
                    ) -> dict: # GiB at the peak, by kind (see `KINDS`), and their 'total'
-    "Peak memory of a training step of the `Trainer` on a batch of `x_shape`, counted on fake tensors: nothing is allocated or computed."
+    "Peak memory of a `Trainer` step on an `x_shape` batch, via fake tensors: nothing allocated."
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
     if isinstance(make_model, torch.nn.Module) or not callable(make_model):
-        raise TypeError("make_model must be a function that builds the model, e.g. `lambda: DiT(**kwargs)`, not "
-                        f"{type(make_model).__name__}: the model is built from fake tensors, so that nothing is allocated")
-    if mixed_precision not in _AMP: raise ValueError(f"mixed_precision must be one of {list(_AMP)}, got {mixed_precision!r}")
+        raise TypeError("make_model must be a function that builds the model, "
+                        "e.g. `lambda: DiT(**kwargs)`, not "
+                        f"{type(make_model).__name__}: the model is built from fake tensors, "
+                        "so that nothing is allocated")
+    if mixed_precision not in _AMP:
+        raise ValueError(f"mixed_precision must be one of {list(_AMP)}, got {mixed_precision!r}")
     x_shape = tuple(x_shape)
     if len(x_shape) < 2 or not all(isinstance(s, int) and s > 0 for s in x_shape):
-        raise ValueError(f"x_shape must be (batch, *item_shape) with positive integers, e.g. (256, 4, 32, 32); got {x_shape}")
+        raise ValueError(f"x_shape must be (batch, *item_shape) with positive integers, "
+                         f"e.g. (256, 4, 32, 32); got {x_shape}")
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     if device.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError("device='cuda' needs a CUDA build of torch with a GPU, even for fake tensors; use device='cpu' (the "
-                         "CPU's autocast rules differ a little from CUDA's)")
+        raise ValueError("device='cuda' needs a CUDA build of torch with a GPU, even for fake "
+                         "tensors; use device='cpu' (the CPU's autocast rules differ a little "
+                         "from CUDA's)")
     with FakeTensorMode():
         with device: model = make_model().train()
         opt = build_optimizer(model, TrainConfig(), device)
         avg = None
-        if ema:  # the Trainer's float32 average; built again, as a deep copy would leave the fake mode
+        # the Trainer's float32 average; built again, as a deep copy would leave the fake mode
+        if ema:
             avg = object.__new__(EMA)
             with device: avg.decay, avg.model = 0.9999, make_model().eval().requires_grad_(False)
         num_classes = int(getattr(model, 'num_classes', 0) or 0)
         def step():
             x1 = torch.randn(x_shape, device=device)
-            cond = dict(y=torch.zeros(x_shape[0], dtype=torch.long, device=device)) if num_classes else {}
-            with torch.autocast(device.type, dtype=_AMP[mixed_precision] or torch.float32, enabled=mixed_precision != 'no'):
+            cond = {}
+            if num_classes: cond['y'] = torch.zeros(x_shape[0], dtype=torch.long, device=device)
+            amp = _AMP[mixed_precision] or torch.float32
+            with torch.autocast(device.type, dtype=amp, enabled=mixed_precision != 'no'):
                 loss = flow_matching_loss(model, x1, **cond)
             loss.backward()
             if clip_grad: torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
             opt.step()
             if avg: avg.update(model)
             opt.zero_grad(set_to_none=True)
-        step()  # creates AdamW's moments: the second step, which holds them throughout, has the higher peak
+        # the first step creates AdamW's moments: the second, holding them throughout, peaks higher
+        step()
         tracker = MemTracker()
         tracker.track_external(model, opt, *([avg.model] if avg else []))
         with tracker: step()
         peak = tracker.get_tracker_snapshot('peak')
-    found = {getattr(k, 'value', k).lower(): v / 2**30 for d, kinds in peak.items() if torch.device(d).type == device.type
-             for k, v in kinds.items()}
+    found = {getattr(k, 'value', k).lower(): v / 2**30 for d, kinds in peak.items()
+             if torch.device(d).type == device.type for k, v in kinds.items()}
     out = {k: found.get(k, 0.0) for k in KINDS}
     return dict(out, total=sum(out.values()))
 
@@ -85,4 +94,5 @@ def config_memory(cfg:Config, # a loaded config (`load_config`)
     "Estimated peak memory of one training step of the config's model, by kind, in GiB."
     t = cfg.train
     B = batch_size or t.batch_size
-    return estimate_memory(lambda: build_model(cfg), (B, *model_input(cfg)), t.mixed_precision, t.clip_grad, device=device)
+    return estimate_memory(lambda: build_model(cfg), (B, *model_input(cfg)), t.mixed_precision,
+                           t.clip_grad, device=device)

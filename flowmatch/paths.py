@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 # %% ../nbs/00_paths.ipynb #bbefaa9d
 @dataclass
 class SchedulerOutput:
-    "The schedule at time t: signal and noise coefficients and their time derivatives, each shaped like t."
+    "The schedule at t: signal and noise coefficients and their derivatives, each shaped like t."
     alpha_t: torch.Tensor
     sigma_t: torch.Tensor
     d_alpha_t: torch.Tensor
@@ -53,15 +53,16 @@ class VPScheduler(Scheduler):
     def __init__(self, beta_min:float=0.1, # noise rate at the data end (t = 1)
                  beta_max:float=20.): # noise rate at the noise end (t = 0)
         if not 0 <= beta_min < beta_max:
-            raise ValueError(f'VPScheduler needs 0 <= beta_min < beta_max, got beta_min={beta_min}, beta_max={beta_max}.')
+            raise ValueError(f'VPScheduler needs 0 <= beta_min < beta_max, '
+                             f'got beta_min={beta_min}, beta_max={beta_max}.')
         self.beta_min, self.beta_max = beta_min, beta_max
 
     def __call__(self, t):
-        r = 1 - _time(t)                                     # diffusion time: 0 at data, 1 at noise
+        r = 1 - _time(t)                                    # diffusion time: 0 at data, 1 at noise
         T = self.beta_min*r + 0.5*(self.beta_max - self.beta_min)*r**2
         beta = self.beta_min + (self.beta_max - self.beta_min)*r
         a = torch.exp(-0.5*T)
-        s = torch.sqrt(-torch.expm1(-T))                     # expm1 keeps sigma accurate close to t = 1
+        s = torch.sqrt(-torch.expm1(-T))                    # expm1 keeps sigma accurate near t = 1
         da = 0.5*beta*a
         return SchedulerOutput(a, s, da, -a*da/s)
 
@@ -80,7 +81,7 @@ class PolynomialScheduler(Scheduler):
 # %% ../nbs/00_paths.ipynb #c16c6b12
 @dataclass
 class PathSample:
-    "One batch of the conditional path: the endpoints, the times, the point x_t and the velocity target u_t."
+    "A batch of the conditional path: endpoints, times, the point x_t and the velocity target u_t."
     x0: torch.Tensor
     x1: torch.Tensor
     t: torch.Tensor
@@ -93,14 +94,15 @@ def _bcast(t, x):
     t = torch.as_tensor(t, device=x.device).to(dtype)
     if t.ndim == 0: return t
     if t.ndim != 1 or t.shape[0] != x.shape[0]:
-        raise ValueError(f't must have shape (B,) = ({x.shape[0]},) to match x of shape {tuple(x.shape)}, '
-                         f'got t of shape {tuple(t.shape)}: pass one time per batch item.')
+        raise ValueError(f't must have shape (B,) = ({x.shape[0]},) to match x of shape '
+                         f'{tuple(x.shape)}, got t of shape {tuple(t.shape)}: '
+                         'pass one time per batch item.')
     return t.view(-1, *[1]*(x.ndim - 1))
 
 # %% ../nbs/00_paths.ipynb #e3722429
 class AffinePath:
-    "The path x_t = alpha_t x1 + sigma_t x0 given by a scheduler, with its velocity target and prediction conversions."
-    def __init__(self, scheduler:Scheduler=CondOTScheduler()): # gives alpha_t, sigma_t and their derivatives
+    "Path x_t = alpha_t x1 + sigma_t x0 of a scheduler, its target u_t and prediction conversions."
+    def __init__(self, scheduler:Scheduler=CondOTScheduler()): # alpha_t, sigma_t and derivatives
         self.scheduler = scheduler
     def __repr__(self): return f'AffinePath({self.scheduler})'
 
@@ -115,7 +117,8 @@ class AffinePath:
               ) -> PathSample:
         "Point x_t on the path from x0 to x1 at time t, and the conditional velocity u_t."
         if x0.shape != x1.shape:
-            raise ValueError(f'x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}.')
+            raise ValueError(f'x0 and x1 must have the same shape, '
+                             f'got {tuple(x0.shape)} and {tuple(x1.shape)}.')
         a, s, da, ds = self.coeffs(t, x1)
         return PathSample(x0, x1, t, a*x1 + s*x0, da*x1 + ds*x0)
 
@@ -152,11 +155,13 @@ class AffinePath:
 class UniformTime:
     "Times uniform on [t_min, t_max]."
     def __init__(self, t_min:float=0., # lowest time
-                 t_max:float=1.): # highest time; below 1 for schedules whose velocity diverges at t = 1 (VP)
-        if not 0 <= t_min < t_max <= 1: raise ValueError(f'UniformTime needs 0 <= t_min < t_max <= 1, got {t_min}, {t_max}.')
+                 t_max:float=1.): # highest time; below 1 where the velocity diverges at t = 1 (VP)
+        if not 0 <= t_min < t_max <= 1:
+            raise ValueError(f'UniformTime needs 0 <= t_min < t_max <= 1, got {t_min}, {t_max}.')
         self.t_min, self.t_max = t_min, t_max
     def __call__(self, n:int, device=None, generator=None):
-        return self.t_min + (self.t_max - self.t_min)*torch.rand(n, device=device, generator=generator)
+        u = torch.rand(n, device=device, generator=generator)
+        return self.t_min + (self.t_max - self.t_min)*u
     def __repr__(self): return f'UniformTime(t_min={self.t_min}, t_max={self.t_max})'
 
 class LogitNormalTime:
@@ -173,7 +178,7 @@ TIME_SAMPLERS = dict(uniform=UniformTime, logit_normal=LogitNormalTime)  # by th
 
 # %% ../nbs/00_paths.ipynb #efd7a606
 def shift_time(t, # times in [0, 1] (tensor or float)
-               shift:float): # factor on the noise-to-signal ratio; > 1 moves times towards noise (t = 0)
+               shift:float): # noise-to-signal ratio factor; > 1 moves times towards noise (t = 0)
     "SD3's resolution-dependent time shift, written with noise at t = 0."
     if not shift > 0: raise ValueError(f'shift_time needs shift > 0, got shift={shift}.')
     return t / (shift - (shift - 1)*t)
@@ -189,7 +194,7 @@ class OTCoupling:
     def __call__(self, x0:torch.Tensor, # noise, shape (B, ...)
                  x1:torch.Tensor): # data, same shape; stays in place
         if x0.shape != x1.shape:
-            raise ValueError(f'OTCoupling pairs equal batches: x0 and x1 must have the same shape, '
+            raise ValueError('OTCoupling pairs equal batches: x0 and x1 must have the same shape, '
                              f'got {tuple(x0.shape)} and {tuple(x1.shape)}.')
         cost = torch.cdist(x0.detach().flatten(1).double(), x1.detach().flatten(1).double()).pow(2)
         rows, cols = linear_sum_assignment(cost.cpu().numpy())

@@ -30,18 +30,18 @@ def _out(cfg) -> Path: return Path(cfg.output_dir)
 def _seconds(t0): return round(time.perf_counter() - t0, 2)
 
 def prepare_vae(cfg:Config): # the run's config
-    "The run's VAE: loaded from `<output_dir>/vae` if trained before, else trained (preset) or loaded (pretrained); None in pixel space."
+    "The run's VAE (None in pixel space): `<output_dir>/vae` if there, else trained or pretrained."
     v = cfg.vae
     if not v.enabled: return None
     done = _out(cfg) / 'vae'
     if (done / 'config.json').exists(): return VAE.from_pretrained(done).eval()
     if v.train.steps == 0: return build_vae(cfg).eval()
-    if is_main_process():  # several processes: the first trains, the others wait and load its result
+    if is_main_process():  # the first process trains, the others wait and load its result
         vae, t = build_vae(cfg), v.train
-        train_vae(vae, build_dataset(cfg, 'train'), steps=t.steps, batch_size=t.batch_size, lr=t.lr,
-                  kl_weight=t.kl_weight, rec_loss=t.rec_loss, perceptual=t.perceptual,
-                  perceptual_weight=t.perceptual_weight, disc_start=t.disc_start, disc_weight=t.disc_weight,
-                  seed=cfg.seed, progress=cfg.progress)
+        train_vae(vae, build_dataset(cfg, 'train'), steps=t.steps, batch_size=t.batch_size,
+                  lr=t.lr, kl_weight=t.kl_weight, rec_loss=t.rec_loss, perceptual=t.perceptual,
+                  perceptual_weight=t.perceptual_weight, disc_start=t.disc_start,
+                  disc_weight=t.disc_weight, seed=cfg.seed, progress=cfg.progress)
         part = done.with_name('vae.part')
         shutil.rmtree(part, ignore_errors=True)
         vae.save_pretrained(part)
@@ -51,13 +51,14 @@ def prepare_vae(cfg:Config): # the run's config
 
 # %% ../nbs/15_recipe.ipynb #4bef3542
 def encode_latents(cfg:Config, # the run's config (with a VAE)
-                   vae:VAE=None): # the run's VAE when the caller has it already (default: `prepare_vae(cfg)`)
+                   vae:VAE=None): # the run's VAE if at hand (default: `prepare_vae(cfg)`)
     "The run's `LatentCache`: built (or completed) from the training images with the run's VAE."
-    if not cfg.vae.enabled: raise ValueError("this config has no VAE (vae.preset: none): the flow trains on the images, no latents")
-    l = cfg.latents
-    return LatentCache.build(cfg.latents_dir, build_dataset(cfg, 'train', augment=False), vae or prepare_vae(cfg), batch_size=l.batch_size,
-                             shard_size=l.shard_size, flip=l.flip, sample=l.sample, seed=cfg.seed, dtype=l.dtype,
-                             progress=cfg.progress)
+    if not cfg.vae.enabled: raise ValueError("this config has no VAE (vae.preset: none): "
+                                             "the flow trains on the images, no latents")
+    l, data = cfg.latents, build_dataset(cfg, 'train', augment=False)
+    return LatentCache.build(cfg.latents_dir, data, vae or prepare_vae(cfg),
+                             batch_size=l.batch_size, shard_size=l.shard_size, flip=l.flip,
+                             sample=l.sample, seed=cfg.seed, dtype=l.dtype, progress=cfg.progress)
 
 def latent_stats(cfg:Config, cache:LatentCache, vae:VAE):
     "(shift, scale), each (C,), that map raw latents to what the flow is trained on."
@@ -68,13 +69,13 @@ def training_data(cfg:Config):
     if not cfg.vae.enabled: return build_dataset(cfg, 'train')
     vae = prepare_vae(cfg)
     cache = encode_latents(cfg, vae)
-    cache.shift, cache.scale = latent_stats(cfg, cache, vae)  # the cache normalises its items and batches with these
+    cache.shift, cache.scale = latent_stats(cfg, cache, vae)  # the cache normalises with these
     return cache
 
 # %% ../nbs/15_recipe.ipynb #f907dfcb
 def train(cfg:Config, # the run's config
-          resume=None): # None: resume from the newest checkpoint if any; False: fresh (fails if checkpoints exist); True/folder
-    "Train the flow (resuming by default) and export its EMA weights to `<output_dir>/model`; returns the `Trainer`."
+          resume=None): # None: newest checkpoint, if any; False: fresh (fails if any); True/folder
+    "Train the flow and export its EMA weights to `<output_dir>/model`; returns the `Trainer`."
     data = training_data(cfg)
     model = build_model(cfg)
     trainer = Trainer(model, data, cfg.train, sample_fn=_trainer_samples(cfg))
@@ -84,13 +85,13 @@ def train(cfg:Config, # the run's config
     trainer.export(part)  # written by the main process, the others wait
     if main:
         shutil.rmtree(done, ignore_errors=True)
-        os.replace(part, done)  # complete or absent: a killed export is never taken for a trained model
+        os.replace(part, done)  # complete or absent: a killed export never looks trained
     wait_for_everyone()
     trainer.close()
     return trainer
 
 def _trainer_samples(cfg):
-    "`sample_fn` for the Trainer's periodic pictures (`train.sample_every`): a small guided grid, decoded."
+    "The Trainer's `sample_fn` (every `train.sample_every` steps): a small guided grid, decoded."
     first = {}  # the VAE and the latent statistics, loaded at the first call only
     def fn(ema_model, step):
         if not first: first['run'] = _loaded(cfg, ema_model)
@@ -101,7 +102,7 @@ def _trainer_samples(cfg):
 # %% ../nbs/15_recipe.ipynb #bb854a01
 @dataclass
 class Trained:
-    "A trained run, ready to sample: the EMA velocity model, the VAE (None in pixel space), the latent shift/scale."
+    "A run ready to sample: EMA velocity model, VAE (None in pixel space), latent shift and scale."
     model:nn.Module
     vae:VAE|None
     shift:torch.Tensor|None
@@ -110,7 +111,7 @@ class Trained:
     shape:tuple # shape of one sample the model produces (latent or image)
 
     def decode(self, z:torch.Tensor): # samples of the flow (B, *shape)
-        "Images in [-1, 1] from the flow's samples (denormalised and decoded by the VAE when there is one)."
+        "Images in [-1, 1] from the flow's samples (denormalised and decoded by the VAE if any)."
         if self.vae is None: return z.clamp(-1, 1) if z.ndim == 4 else z
         z = denormalize_latents(z, self.shift, self.scale)
         with torch.no_grad(): return self.vae.decode(z).clamp(-1, 1)
@@ -121,71 +122,78 @@ def _loaded(cfg, model, vae=None):
         vae = (vae or prepare_vae(cfg)).to(dev)
         shift, scale = latent_stats(cfg, LatentCache(cfg.latents_dir), vae)
     else: shift = scale = None
-    return Trained(model.eval(), vae, shift, scale, int(getattr(model, 'num_classes', 0) or 0), model_input(cfg))
+    k = int(getattr(model, 'num_classes', 0) or 0)
+    return Trained(model.eval(), vae, shift, scale, k, model_input(cfg))
 
 def load_trained(cfg:Config, # the run's config
                  device=None): # where to sample (default: the GPU when there is one)
     "The trained run of `cfg`: EMA model from `<output_dir>/model`, VAE and latent statistics."
     d = _out(cfg) / 'model'
     if not (d / 'config.json').exists():
-        raise FileNotFoundError(f"no trained model in {d}: train first, e.g. `run(cfg)` or `train(cfg)`")
+        raise FileNotFoundError(f"no trained model in {d}: "
+                                "train first, e.g. `run(cfg)` or `train(cfg)`")
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    with contextlib.redirect_stdout(io.StringIO()):  # the hub mixin prints a line for every local load
+    with contextlib.redirect_stdout(io.StringIO()):  # the hub mixin prints a line per local load
         model = MODELS[cfg.model.kind].from_pretrained(d)
     return _loaded(cfg, model.to(device))
 
 def generate(cfg:Config, # the run's config
              n:int, # number of samples
-             method:str=None, steps:int=None, guidance:float=None, # default: the config's `sample` section
+             method:str=None, steps:int=None, guidance:float=None, # default: the config's `sample`
              seed:int=0, # seeds the noise
-             labels=None, # class of each sample (n,), or one class for all; default: 0, 1, ..., K-1, 0, ...
+             labels=None, # class per sample (n,), or one for all; default: 0, 1, ..., K-1, 0, ...
              trained:Trained=None, # a loaded run (default: `load_trained(cfg)`)
              return_nfe:bool=False, # also return the number of model evaluations per sample batch
              progress:bool=None): # progress bar (default: `cfg.progress`)
-    "Decoded samples in [-1, 1] (n, C, H, W) (points (n, D) for toys) and their labels (None when unconditional)."
+    "Decoded samples in [-1, 1] (n, C, H, W) (toys: (n, D)) and labels (None if unconditional)."
     s = cfg.sample
-    method, steps, guidance = method or s.method, steps or s.steps, s.guidance if guidance is None else guidance
+    method, steps = method or s.method, steps or s.steps
+    guidance = s.guidance if guidance is None else guidance
     tr, progress = trained or load_trained(cfg), cfg.progress if progress is None else progress
     model, labels = guided(tr.model, n, labels, guidance)
     dev = next(tr.model.parameters()).device
     x0 = torch.randn((n, *tr.shape), generator=torch.Generator().manual_seed(seed)).to(dev)
     out, nfe = [], 0
-    for i in tqdm(range(0, n, s.batch_size), desc=f'sample {method}', disable=not progress, leave=False):
+    bs = s.batch_size
+    for i in tqdm(range(0, n, bs), desc=f'sample {method}', disable=not progress, leave=False):
         counted = CountNFE(model)
-        cond = {} if labels is None else dict(y=labels[i:i + s.batch_size].to(dev))
-        z = sample(counted, x0[i:i + s.batch_size], method=method, steps=steps, shift=s.shift, atol=s.atol, rtol=s.rtol,
-                   **cond)
+        cond = {} if labels is None else dict(y=labels[i:i + bs].to(dev))
+        z = sample(counted, x0[i:i + bs], method=method, steps=steps, shift=s.shift,
+                   atol=s.atol, rtol=s.rtol, **cond)
         out.append(tr.decode(z).cpu()); nfe = max(nfe, counted.nfe)
     x = torch.cat(out)
     return (x, labels, nfe) if return_nfe else (x, labels)
 
 # %% ../nbs/15_recipe.ipynb #b50be045
 def sample_grid(cfg:Config, trained:Trained=None, per_class:int=None, seed:int=0):
-    "Guided samples, one row per class (a single row block for unconditional models), as a figure-ready image tensor."
+    "Guided samples as one image tensor: a row per class (one block if unconditional)."
     tr = trained or load_trained(cfg)
     K = tr.num_classes
     if K:
         per = per_class or max(1, cfg.sample.n // K)
-        x, _ = generate(cfg, K * per, labels=torch.arange(K).repeat_interleave(per), trained=tr, seed=seed)
+        labels = torch.arange(K).repeat_interleave(per)
+        x, _ = generate(cfg, K * per, labels=labels, trained=tr, seed=seed)
         return _big(image_grid(x, nrow=per))
     x, _ = generate(cfg, cfg.sample.n, trained=tr, seed=seed)
     return _big(image_grid(x)) if x.ndim == 4 else x
 
-def _big(grid, side=512): return enlarge(grid, max(1, side // max(grid.shape[-2:])))  # easy to look at
+# enlarged to about `side` pixels: easy to look at
+def _big(grid, side=512): return enlarge(grid, max(1, side // max(grid.shape[-2:])))
 
 def _guided_trajectory(cfg, tr, n, seed, steps):
-    "The guided model, its conditioning and the `Trajectory` of `n` samples (classes 0, 1, ... for class models)."
+    "The guided model, its conditioning and the `Trajectory` of `n` samples (classes 0, 1, ...)."
     s, dev = cfg.sample, next(tr.model.parameters()).device
     model, labels = guided(tr.model, n, guidance=s.guidance)
     cond = {} if labels is None else dict(y=labels.to(dev))
     x0 = torch.randn((n, *tr.shape), generator=torch.Generator().manual_seed(seed)).to(dev)
     method = 'euler' if s.method == 'dopri5' else s.method
-    return model, cond, sample(model, x0, method=method, steps=steps, return_trajectory=True, **cond)
+    traj = sample(model, x0, method=method, steps=steps, return_trajectory=True, **cond)
+    return model, cond, traj
 
 @torch.no_grad()
-def trajectory_figure(cfg:Config, trained:Trained=None, n:int=5, # samples (classes 0..n-1 for class models)
+def trajectory_figure(cfg:Config, trained:Trained=None, n:int=5, # samples (classes 0..n-1 if any)
                       times=(0., .2, .4, .6, .8, 1.), seed:int=0, steps:int=None):
-    "Figure: x_t decoded along t (top rows) and the predicted end point x1_hat(x_t, t) (bottom rows)."
+    "Figure: x_t decoded along t (left) and the predicted end point x1_hat(x_t, t) (right)."
     import matplotlib.pyplot as plt
     tr = trained or load_trained(cfg)
     model, cond, traj = _guided_trajectory(cfg, tr, n, seed, steps or max(10, cfg.sample.steps))
@@ -208,46 +216,53 @@ def trajectory_animation(cfg:Config, # the run's config (images: a VAE or pixel 
                          path, # where the .gif goes
                          trained:Trained=None, # a loaded run (default: `load_trained(cfg)`)
                          n:int=10, # samples, one per class for class models
-                         steps:int=None, # solver steps = frames - 1 (default: at least 24, for smooth motion)
+                         steps:int=None, # solver steps = frames - 1 (default >= 24, smooth motion)
                          seed:int=0, fps:int=8, size:float=4.5): # size: width in inches (80 dpi)
-    "Animated GIF of `n` guided samples travelling from noise to images, every solver state decoded; returns the path."
+    "GIF of `n` guided samples, noise to image, every solver state decoded; returns the path."
     tr = trained or load_trained(cfg)
     _, _, traj = _guided_trajectory(cfg, tr, n, seed, steps or max(24, cfg.sample.steps))
     frames = torch.stack([tr.decode(x) for x in traj.xs]).cpu()  # (T+1, n, C, H, W) in [-1, 1]
-    return trajectory_gif(Trajectory(frames, traj.ts, traj.nfe), path, fps=fps, n=n, ncol=min(n, 5), size=size)
+    movie = Trajectory(frames, traj.ts, traj.nfe)
+    return trajectory_gif(movie, path, fps=fps, n=n, ncol=min(n, 5), size=size)
 
 # %% ../nbs/15_recipe.ipynb #96c9c59f
-def _to32(x): return x if x.shape[-1] == 32 else F.interpolate(x, size=(32, 32), mode='bilinear', align_corners=False).clamp(-1, 1)
+def _to32(x):
+    if x.shape[-1] == 32: return x
+    return F.interpolate(x, size=(32, 32), mode='bilinear', align_corners=False).clamp(-1, 1)
 
 def reference_images(cfg:Config, # the run's config
-                     real=None) -> torch.Tensor: # `build_dataset(cfg, 'test', augment=False)` when the caller has it already
-    "The first `eval.real` images of the run's data (all when unset), without random flips: what Inception FID compares with."
+                     real=None # `build_dataset(cfg, 'test', augment=False)` if the caller has it
+                    ) -> torch.Tensor:
+    "The first `eval.real` test images (all if unset), unflipped: what Inception FID compares to."
     real = real if real is not None else build_dataset(cfg, 'test', augment=False)
     return torch.stack([real[i][0] for i in range(min(len(real), cfg.eval.real or len(real)))])
 
 def evaluate(cfg:Config, # the run's config
              trained:Trained=None, # a loaded run (default: `load_trained(cfg)`)
              n:int=None, # samples (default `eval.n`)
-             method:str=None, steps:int=None, guidance:float=None, # default: the config's `sample` section
+             method:str=None, steps:int=None, guidance:float=None, # default: the config's `sample`
              seed:int=1, # noise seed (the grid uses 0)
              vae_psnr:bool=True): # also measure the VAE's reconstruction PSNR
-    "Metrics of the run's samples: digits-FID and class accuracy, or Inception FID; plus NFE, solver and VAE PSNR."
+    "Sample metrics: digits-FID and class accuracy, or Inception FID; and NFE, solver, VAE PSNR."
     e, tr = cfg.eval, trained or load_trained(cfg)
     n = n or e.n
     t0 = time.perf_counter()
     x, y, nfe = generate(cfg, n, method, steps, guidance, seed=seed, trained=tr, return_nfe=True)
     g = cfg.sample.guidance if guidance is None else guidance
-    out = dict(method=method or cfg.sample.method, steps=steps or cfg.sample.steps, nfe=nfe, guidance=g, n=n,
-               sample_seconds=_seconds(t0))
+    out = dict(method=method or cfg.sample.method, steps=steps or cfg.sample.steps, nfe=nfe,
+               guidance=g, n=n, sample_seconds=_seconds(t0))
     if e.kind == 'digits':
-        with contextlib.redirect_stdout(io.StringIO()): clf = digit_classifier(verbose=False)  # quiet hub mixin
+        with contextlib.redirect_stdout(io.StringIO()): clf = digit_classifier(verbose=False)
         x32 = _to32(x)
-        out.update(digits_fid=digits_fid(x32, classifier=clf), class_accuracy=class_accuracy(clf, x32, y),
+        out.update(digits_fid=digits_fid(x32, classifier=clf),
+                   class_accuracy=class_accuracy(clf, x32, y),
                    classifier_accuracy=clf.held_out_accuracy)
     psnr = vae_psnr and tr.vae is not None
-    # the held-out data, built once for both uses below (an image folder checks every file when it is built)
+    # the held-out data, built once for both uses (an image folder checks every file when built)
     test = build_dataset(cfg, 'test', augment=False) if e.kind == 'inception' or psnr else None
-    if e.kind == 'inception': out.update(inception_fid=inception_fid(x, reference_images(cfg, test), weights_path=e.inception_weights))
+    if e.kind == 'inception':
+        ref = reference_images(cfg, test)
+        out.update(inception_fid=inception_fid(x, ref, weights_path=e.inception_weights))
     if psnr: out.update(vae_psnr=reconstruction_psnr(tr.vae, test))
     return out
 
@@ -255,7 +270,7 @@ def evaluate(cfg:Config, # the run's config
 STAGES = ('vae', 'latents', 'train', 'sample', 'eval')
 
 def _needed(cfg, stage):
-    "Does this config have work for `stage`? (Pixel space has no VAE or latents; a pretrained VAE is not trained.)"
+    "Has `cfg` work for `stage`? (Pixel space: no VAE or latents; a pretrained VAE isn't trained.)"
     if stage == 'vae': return cfg.vae.enabled and cfg.vae.train.steps > 0
     if stage == 'latents': return cfg.vae.enabled
     if stage == 'eval': return cfg.eval.kind != 'none'
@@ -269,14 +284,16 @@ def _done(cfg, stage, metrics):
         m = cfg.latents_dir / 'manifest.json'
         return m.exists() and json.loads(m.read_text()).get('complete', False)
     if stage == 'train': return (o / 'model' / 'config.json').exists()
-    if stage == 'sample': return (o / 'samples.png').exists() and metrics.get('sample', {}).get('config') == sample_cfg
-    if stage == 'eval': return metrics.get('eval', {}).get('sample_config') == sample_cfg and metrics['eval'].get('n') == cfg.eval.n
-
-
+    if stage == 'sample':
+        drawn = metrics.get('sample', {}).get('config')
+        return (o / 'samples.png').exists() and drawn == sample_cfg
+    if stage == 'eval':
+        ev = metrics.get('eval', {})
+        return ev.get('sample_config') == sample_cfg and ev.get('n') == cfg.eval.n
 
 def run(cfg:Config, # the run's config
         stages=None): # names from STAGES to run (default: all); finished ones are skipped
-    "Run the pipeline of `cfg`, resuming; returns the metrics (also in `<output_dir>/metrics.json`)."
+    "Run `cfg`'s pipeline, resuming; returns the metrics (also in `<output_dir>/metrics.json`)."
     stages = list(STAGES if stages is None else stages)
     bad = [s for s in stages if s not in STAGES]
     if bad: raise ValueError(f"unknown stage(s) {bad}; choose from {', '.join(STAGES)}")
@@ -289,22 +306,27 @@ def run(cfg:Config, # the run's config
     trained = None
     say = print if main else (lambda *a: None)
     for stage in stages:
-        if not _needed(cfg, stage): say(f'flowmatch: {stage}: nothing to do for this config'); continue
+        if not _needed(cfg, stage):
+            say(f'flowmatch: {stage}: nothing to do for this config'); continue
         if _done(cfg, stage, metrics): say(f'flowmatch: {stage}: done before, skipped'); continue
-        if stage in ('sample', 'eval') and not main: continue  # several processes train together; the first draws and measures
+        # several processes train together; the first alone draws and measures
+        if stage in ('sample', 'eval') and not main: continue
         t0, c0 = time.perf_counter(), time.process_time()
         if stage == 'vae': prepare_vae(cfg)
         elif stage == 'latents': encode_latents(cfg)
         elif stage == 'train':
             tr = train(cfg)
-            losses = [r['loss'] for r in read_log(cfg.train.output_dir)[-50:] if r.get('loss') is not None]
-            metrics['train'] = dict(steps=tr.step, final_loss=sum(losses) / max(1, len(losses)), items=len(tr.dataset))
+            log = read_log(cfg.train.output_dir)[-50:]
+            losses = [r['loss'] for r in log if r.get('loss') is not None]
+            metrics['train'] = dict(steps=tr.step, final_loss=sum(losses) / max(1, len(losses)),
+                                    items=len(tr.dataset))
         elif stage == 'sample':
             trained = trained or load_trained(cfg)
             if cfg.data.name == 'toy':
                 import matplotlib.pyplot as plt
                 x, _ = generate(cfg, cfg.sample.n, trained=trained)
-                fig, ax = plt.subplots(figsize=(4, 4)); ax.scatter(*x.T, s=1); ax.set_aspect('equal'); save_png(fig, o / 'samples.png')
+                fig, ax = plt.subplots(figsize=(4, 4))
+                ax.scatter(*x.T, s=1); ax.set_aspect('equal'); save_png(fig, o / 'samples.png')
             else:
                 save_png(sample_grid(cfg, trained), o / 'samples.png')
                 save_png(trajectory_figure(cfg, trained), o / 'trajectory.png')
@@ -314,7 +336,8 @@ def run(cfg:Config, # the run's config
             trained = trained or load_trained(cfg)
             metrics['eval'] = dict(evaluate(cfg, trained), sample_config=cfg.sample.to_dict())
         seconds[stage], cpu[stage] = _seconds(t0), round(time.process_time() - c0, 2)
-        for d in (seconds, cpu): d['total'] = round(sum(v for k, v in d.items() if k != 'total'), 2)
+        for d in (seconds, cpu):
+            d['total'] = round(sum(v for k, v in d.items() if k != 'total'), 2)
         if main: write_json(mpath, metrics, indent=1)
         say(f'flowmatch: {stage}: {seconds[stage]:.1f} s')
     wait_for_everyone()
@@ -333,14 +356,16 @@ def solver_table(cfg:Config, # a trained run
     for m in methods:
         for nfe in nfes:
             if nfe % EVALS_PER_STEP[m]: continue
-            rows.append(evaluate(cfg, tr, n, method=m, steps=nfe // EVALS_PER_STEP[m], vae_psnr=False))
+            steps = nfe // EVALS_PER_STEP[m]
+            rows.append(evaluate(cfg, tr, n, method=m, steps=steps, vae_psnr=False))
     for tol in tolerances:
         c = copy.deepcopy(cfg)
         c.sample.atol = c.sample.rtol = tol
         rows.append(dict(evaluate(c, tr, n, method='dopri5', vae_psnr=False), steps=None, tol=tol))
     return rows
 
-def format_table(rows, keys=('method', 'tol', 'nfe', 'digits_fid', 'class_accuracy', 'inception_fid')):
+def format_table(rows, # dicts, e.g. from `solver_table`
+                 keys=('method', 'tol', 'nfe', 'digits_fid', 'class_accuracy', 'inception_fid')):
     "The rows of `solver_table` as a fixed-width text table."
     keys = [k for k in keys if any(k in r for r in rows)]
     fmt = lambda v: '' if v is None else f'{v:.4g}' if isinstance(v, float) else str(v)
@@ -352,15 +377,17 @@ def format_table(rows, keys=('method', 'tol', 'nfe', 'digits_fid', 'class_accura
 # %% ../nbs/15_recipe.ipynb #b95999e1
 def demo(out_dir='out/demo', # where the run goes
          overrides=()): # extra 'key=value' overrides of configs/digits.yaml
-    "Train and measure the digits latent DiT end to end; writes samples.png, trajectory.png, trajectory.gif and metrics.json to `out_dir`."
+    "Train and measure the digits latent DiT; writes the pictures and metrics.json to `out_dir`."
     t0 = time.perf_counter()
     cfg = load_config('digits', [f'output_dir={out_dir}', *overrides])
     metrics = run(cfg)
-    e = metrics.get('eval', {})
-    print(f"flowmatch demo: {time.perf_counter() - t0:.0f} s in this call; stages took {metrics['seconds']['total']:.0f} s "
-          f"({metrics['cpu_seconds']['total']:.0f} CPU s). Guided samples classified as their class "
-          f"{e.get('class_accuracy', float('nan')):.1%} (the classifier's own held-out accuracy "
-          f"{e.get('classifier_accuracy', float('nan')):.1%}), digits-FID {e.get('digits_fid', float('nan')):.2f}, "
-          f"VAE PSNR {e.get('vae_psnr', float('nan')):.1f} dB; {e.get('method')} with {e.get('nfe')} NFE, guidance {e.get('guidance')}.\n"
+    e, nan = metrics.get('eval', {}), float('nan')
+    print(f"flowmatch demo: {time.perf_counter() - t0:.0f} s in this call; "
+          f"stages took {metrics['seconds']['total']:.0f} s "
+          f"({metrics['cpu_seconds']['total']:.0f} CPU s). "
+          f"Guided samples classified as their class {e.get('class_accuracy', nan):.1%} "
+          f"(the classifier's own held-out accuracy {e.get('classifier_accuracy', nan):.1%}), "
+          f"digits-FID {e.get('digits_fid', nan):.2f}, VAE PSNR {e.get('vae_psnr', nan):.1f} dB; "
+          f"{e.get('method')} with {e.get('nfe')} NFE, guidance {e.get('guidance')}.\n"
           f"Pictures and metrics.json in {out_dir}")
     return metrics

@@ -17,10 +17,11 @@ from .paths import AffinePath, CondOTScheduler, shift_time
 
 # %% ../nbs/01_samplers.ipynb #8067340a
 def time_grid(steps:int, # number of steps N; the grid has N + 1 points
-              shift:float=1., # SD3 time shift s; 1 is uniform, > 1 puts more points near t = 0 (noise)
+              shift:float=1., # SD3 time shift s; 1 is uniform, > 1: more points near t = 0 (noise)
               device=None, dtype=None):
     "Times t_0 = 0 < ... < t_N = 1 for a fixed-step solver."
-    if int(steps) != steps or steps < 1: raise ValueError(f'steps must be a positive integer, got {steps!r}.')
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f'steps must be a positive integer, got {steps!r}.')
     t = torch.linspace(0, 1, int(steps) + 1, dtype=torch.float64)
     if shift != 1: t = shift_time(t, shift)
     return t.to(device=device, dtype=dtype or torch.get_default_dtype())
@@ -49,7 +50,8 @@ def rk4_step(f, x, t, h):
     return x + h/6 * (k1 + 2*k2 + 2*k3 + k4)
 
 FIXED_STEP_METHODS = dict(euler=euler_step, midpoint=midpoint_step, heun=heun_step, rk4=rk4_step)
-EVALS_PER_STEP = dict(euler=1, midpoint=2, heun=2, rk4=4)  # model evaluations per step of each fixed-step method
+# model evaluations per step of each fixed-step method
+EVALS_PER_STEP = dict(euler=1, midpoint=2, heun=2, rk4=4)
 METHODS = (*FIXED_STEP_METHODS, 'dopri5')
 
 # %% ../nbs/01_samplers.ipynb #43428f39
@@ -64,14 +66,14 @@ class CountNFE(nn.Module):
 
 @dataclass
 class Trajectory:
-    "A solved path: states `xs` (T+1, B, ...) at times `ts` (T+1,), and the number of function evaluations it took."
+    "A solved path: states `xs` (T+1, B, ...), times `ts` (T+1,) and the model evaluations `nfe`."
     xs: torch.Tensor
     ts: torch.Tensor
     nfe: int
 
 # %% ../nbs/01_samplers.ipynb #17c3dd85
 def _integrate(f, x, ts, method, atol=1e-5, rtol=1e-5, keep=False, progress=False):
-    "Solve dx/dt = f(x, t) along the times ts (increasing or decreasing); all states (keep) or the last."
+    "Solve dx/dt = f(x, t) along ts (increasing or decreasing); all states (keep) or the last."
     if method == 'dopri5':
         bar = tqdm(desc='dopri5', unit=' nfe', disable=not progress, leave=False)
         def g(t, x): bar.update(); return f(x, t)
@@ -84,21 +86,25 @@ def _integrate(f, x, ts, method, atol=1e-5, rtol=1e-5, keep=False, progress=Fals
         if keep: xs.append(x)
     return torch.stack(xs) if keep else x
 
-def _time_dtype(x): return torch.promote_types(x.dtype, torch.float32)   # half-precision grids would repeat times
+# at least float32: half-precision grids would repeat times
+def _time_dtype(x): return torch.promote_types(x.dtype, torch.float32)
 
 def _check(method, ts):
-    if method not in METHODS: raise ValueError(f'Unknown method {method!r}; choose one of {", ".join(METHODS)}.')
-    if ts.ndim != 1 or len(ts) < 2: raise ValueError(f'ts must be a 1-D grid of at least 2 times, got shape {tuple(ts.shape)}.')
+    if method not in METHODS:
+        raise ValueError(f'Unknown method {method!r}; choose one of {", ".join(METHODS)}.')
+    if ts.ndim != 1 or len(ts) < 2:
+        raise ValueError(f'ts must be a 1-D grid of at least 2 times, '
+                         f'got shape {tuple(ts.shape)}.')
 
 @torch.no_grad()
 def sample(model, # velocity model(x, t, **cond) with t of shape (B,)
            x0:torch.Tensor, # noise at t = 0, shape (B, ...)
-           method:str='heun', # 'euler', 'midpoint', 'heun', 'rk4' (fixed grid) or 'dopri5' (adaptive)
-           steps:int=50, # number of steps of the fixed grid (for dopri5: where the trajectory is reported)
+           method:str='heun', # 'euler', 'midpoint', 'heun', 'rk4' (fixed) or 'dopri5' (adaptive)
+           steps:int=50, # steps of the fixed grid (for dopri5: where the trajectory is reported)
            shift:float=1., # SD3 time shift of the grid, > 1 spends more steps near noise
            ts:torch.Tensor=None, # explicit time grid (T+1,), overrides steps and shift
            atol:float=1e-5, rtol:float=1e-5, # dopri5 tolerances
-           return_trajectory:bool=False, # return a `Trajectory` with every state instead of the final x1
+           return_trajectory:bool=False, # a `Trajectory` with every state instead of the final x1
            progress:bool=False, # show a tqdm progress bar
            **cond): # conditioning passed to the model, e.g. y=labels
     "Integrate dx/dt = model(x, t) from t = 0 to t = 1 and return x1 (or the `Trajectory`)."
@@ -116,34 +122,39 @@ def sample(model, # velocity model(x, t, **cond) with t of shape (B,)
 # %% ../nbs/01_samplers.ipynb #c762018a
 def steps_for_nfe(method:str, # a method of `sample`
                   nfe:int): # budget of model evaluations
-    "Steps a fixed-step method can take within `nfe` evaluations (at least one); None for the adaptive dopri5."
+    "Steps a fixed-step method fits in `nfe` evaluations (at least one); None for adaptive dopri5."
     if method == 'dopri5': return None
-    if method not in EVALS_PER_STEP: raise ValueError(f'Unknown method {method!r}; choose one of {", ".join(METHODS)}.')
+    if method not in EVALS_PER_STEP:
+        raise ValueError(f'Unknown method {method!r}; choose one of {", ".join(METHODS)}.')
     return max(1, int(nfe) // EVALS_PER_STEP[method])
 
 # %% ../nbs/01_samplers.ipynb #98f7ea40
 class GaussianVelocity(nn.Module):
-    "Exact marginal velocity of the affine path from N(0, I) to N(mu, cov), with the density and score of x_t."
+    "Exact marginal velocity of the path N(0, I) -> N(mu, cov), with the density and score of x_t."
     def __init__(self, mu:torch.Tensor, # data mean (D,)
                  cov:torch.Tensor, # data covariance (D, D), symmetric positive definite
                  scheduler=CondOTScheduler()): # alpha_t, sigma_t of the path
         super().__init__()
         lam, Q = torch.linalg.eigh(cov)
-        if not (lam > 0).all(): raise ValueError(f'cov must be positive definite; its eigenvalues are {lam.tolist()}.')
-        self.register_buffer('mu', mu.clone()); self.register_buffer('lam', lam); self.register_buffer('Q', Q)
+        if not (lam > 0).all():
+            raise ValueError(f'cov must be positive definite; its eigenvalues are {lam.tolist()}.')
+        self.register_buffer('mu', mu.clone())
+        self.register_buffer('lam', lam); self.register_buffer('Q', Q)
         self.scheduler = scheduler
 
     def _parts(self, x, t, mu):
         "Coefficients at t (B,) and x - alpha_t mu rotated into the eigenbasis of cov."
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(len(x))
         o = self.scheduler(t)
-        a, s, da, ds = (c[:, None].to(x.dtype) for c in (o.alpha_t, o.sigma_t, o.d_alpha_t, o.d_sigma_t))
-        mu, lam, Q = (self.mu if mu is None else mu).to(x.dtype), self.lam.to(x.dtype), self.Q.to(x.dtype)
+        coeffs = (o.alpha_t, o.sigma_t, o.d_alpha_t, o.d_sigma_t)
+        a, s, da, ds = (c[:, None].to(x.dtype) for c in coeffs)
+        mu = (self.mu if mu is None else mu).to(x.dtype)
+        lam, Q = self.lam.to(x.dtype), self.Q.to(x.dtype)
         return a, s, da, ds, mu, lam, Q, a**2 * lam + s**2, (x - a * mu) @ Q
 
     def forward(self, x:torch.Tensor, # points (B, D)
                 t:torch.Tensor, # times (B,)
-                mu:torch.Tensor=None): # mean per sample (B, D) instead of `self.mu`, e.g. a class mean
+                mu:torch.Tensor=None): # per-sample mean (B, D) to use, e.g. a class mean
         "v(x, t) = E[u_t | x_t = x]."
         a, s, da, ds, mu, lam, Q, var, r = self._parts(x, t, mu)
         return da * mu + ((da * a * lam + ds * s) / var * r) @ Q.T
@@ -164,62 +175,69 @@ def predict_x1(model, # velocity model(x, t, **cond)
                traj:Trajectory, # a solved trajectory, xs (T+1, B, ...)
                path:AffinePath=None, # the path the model was trained on (default: CondOT)
                **cond): # conditioning, e.g. y=labels
-    "The model's end point prediction x1_hat = path.velocity_to_x1(v, x_t, t) at every state of `traj`: (T+1, B, ...)."
+    "End point prediction path.velocity_to_x1(v, x_t, t) at every state of `traj`: (T+1, B, ...)."
     path, out = path or AffinePath(), []
     for x, t in zip(traj.xs, traj.ts):
         tb = t.to(x).expand(len(x))
         x1 = path.velocity_to_x1(model(x, tb, **cond), x, tb)
-        out.append(torch.where(torch.isfinite(x1), x1, x))  # sigma_t = 0 at t = 1 on some schedules: the state is the data
+        # sigma_t = 0 at t = 1 on some schedules: the state is the data
+        out.append(torch.where(torch.isfinite(x1), x1, x))
     return torch.stack(out)
 
 # %% ../nbs/01_samplers.ipynb #b7c5381e
 class ClassifierFreeGuidance(nn.Module):
-    "Guided velocity v_u + scale * (v_c - v_u) from one batched forward pass of a conditional model."
+    "Guided velocity v_u + scale * (v_c - v_u) in one batched forward pass of a conditional model."
     def __init__(self, model, # conditional model(x, t, **cond)
                  scale:float, # guidance weight w: 0 unconditional, 1 conditional, > 1 stronger
-                 null_cond:dict): # name -> null value of each guided condition, e.g. {'y': num_classes}
+                 null_cond:dict): # guided condition -> its null value, e.g. {'y': num_classes}
         super().__init__()
         self.model, self.scale, self.null_cond = model, scale, dict(null_cond)
 
     def forward(self, x, t, **cond):
         B, both = len(x), {}
         missing = [k for k in self.null_cond if cond.get(k) is None]
-        if missing: raise ValueError(f'Guidance needs the condition(s) {missing}: pass them, e.g. sample(..., {missing[0]}=labels).')
+        if missing: raise ValueError(f'Guidance needs the condition(s) {missing}: '
+                                     f'pass them, e.g. sample(..., {missing[0]}=labels).')
         for k, c in cond.items():
             if k in self.null_cond:
                 c = torch.as_tensor(c, device=x.device)
                 c = c.expand(B) if c.ndim == 0 else c
-                null = torch.as_tensor(self.null_cond[k], dtype=c.dtype, device=c.device).expand_as(c)
-                both[k] = torch.cat([null, c])
+                null = torch.as_tensor(self.null_cond[k], dtype=c.dtype, device=c.device)
+                both[k] = torch.cat([null.expand_as(c), c])
             elif torch.is_tensor(c) and c.ndim > 0 and len(c) == B: both[k] = torch.cat([c, c])
             else: both[k] = c                                    # shared, non-batched argument
         v_u, v_c = self.model(torch.cat([x, x]), torch.cat([t, t]), **both).chunk(2)
         return v_u + self.scale * (v_c - v_u)
 
 # %% ../nbs/01_samplers.ipynb #a7099362
-def guided(model, # velocity model(x, t, y=...); class-conditional when it has `num_classes` K > 0 (label K: null class)
+def guided(model, # velocity model(x, t, y=...); conditional if `num_classes` K > 0 (K: null class)
            n:int, # number of samples
-           labels=None, # an int, one label per sample, or None: sample i gets class i mod K; -1 is the null class
+           labels=None, # an int, one per sample, or None (sample i: class i mod K); -1: null class
            guidance:float=1.): # classifier-free guidance scale w (1: the plain conditional model)
-    "`(model, labels)` for `sample(model, x0, y=labels)`: labels checked, the model wrapped in guidance when w != 1."
+    "`(model, labels)` for `sample(model, x0, y=labels)`: labels checked, model guided if w != 1."
     K = int(getattr(model, 'num_classes', 0) or 0)
     if not math.isfinite(guidance) or guidance < 0:
         raise ValueError(f"guidance={guidance} must be a finite number >= 0 (1: no guidance)")
     if K == 0:
-        if labels is not None: raise ValueError("labels given, but the model is unconditional (num_classes=0)")
+        if labels is not None:
+            raise ValueError("labels given, but the model is unconditional (num_classes=0)")
         if guidance != 1:
-            raise ValueError(f"guidance={guidance} needs a class-conditional model; this one has num_classes=0: use 1")
+            raise ValueError(f"guidance={guidance} needs a class-conditional model; "
+                             "this one has num_classes=0: use 1")
         return model, None
     if labels is None: labels = torch.arange(n) % K
     else:
         labels = torch.as_tensor(labels, dtype=torch.long).flatten()
         if labels.numel() == 1: labels = labels.expand(n).clone()
         if len(labels) != n:
-            raise ValueError(f"labels has {len(labels)} entries for n={n} samples: give one per sample or a single class")
+            raise ValueError(f"labels has {len(labels)} entries for n={n} samples: "
+                             "give one per sample or a single class")
         if ((labels < -1) | (labels > K)).any():
-            raise ValueError(f"labels must be classes 0..{K - 1} (or -1 for the null class), got {labels.unique().tolist()}")
+            raise ValueError(f"labels must be classes 0..{K - 1} (or -1 for the null class), "
+                             f"got {labels.unique().tolist()}")
         labels = torch.where(labels < 0, K, labels)
-    if guidance != 1 and not (labels == K).all(): model = ClassifierFreeGuidance(model, guidance, {'y': K})
+    if guidance != 1 and not (labels == K).all():
+        model = ClassifierFreeGuidance(model, guidance, {'y': K})
     return model, labels
 
 # %% ../nbs/01_samplers.ipynb #b8590b99
@@ -228,7 +246,7 @@ def sample_sde(model, # velocity model(x, t, **cond)
                x0:torch.Tensor, # noise at t = 0, shape (B, ...)
                path:AffinePath=AffinePath(), # the path the model was trained on (for the score)
                steps:int=100, # Euler-Maruyama steps; the last one is a deterministic ODE step
-               noise=1., # gamma in g_t^2 = gamma * sigma_t, or a function g(t) of t (B,) giving g_t; 0 is the Euler ODE
+               noise=1., # gamma in g_t^2 = gamma*sigma_t or a function t (B,) -> g_t; 0: Euler ODE
                generator:torch.Generator=None, # for the Brownian increments (on x0's device)
                shift:float=1., # SD3 time shift of the grid
                return_trajectory:bool=False, progress:bool=False,
@@ -250,34 +268,38 @@ def sample_sde(model, # velocity model(x, t, **cond)
     return Trajectory(torch.stack(xs), ts, nfe) if return_trajectory else x
 
 # %% ../nbs/01_samplers.ipynb #0abf8603
-def value_and_divergence(fn, # function of x with outputs shaped like x, each sample independent of the others
+def value_and_divergence(fn, # x -> output shaped like x, each sample independent of the others
                          x:torch.Tensor, # points (B, ...)
-                         probes:torch.Tensor=None): # (M, B, ...) Hutchinson probes; None for the exact divergence
-    "fn(x) and its divergence per sample (B,): exact (one backward pass per dimension) or Hutchinson's estimate."
+                         probes:torch.Tensor=None): # (M, B, ...) Hutchinson probes; None: exact
+    "fn(x) and its divergence (B,): exact (one backward per dimension) or Hutchinson's estimate."
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         v = fn(x)
         if probes is None:
             flat = v.flatten(1)
-            div = sum(torch.autograd.grad(flat[:, i].sum(), x, retain_graph=True)[0].flatten(1)[:, i] for i in range(flat.shape[1]))
+            grad_i = lambda i: torch.autograd.grad(flat[:, i].sum(), x, retain_graph=True)[0]
+            div = sum(grad_i(i).flatten(1)[:, i] for i in range(flat.shape[1]))
         else:
-            div = sum((torch.autograd.grad(v, x, e, retain_graph=True)[0] * e).flatten(1).sum(1) for e in probes) / len(probes)
+            div = sum((torch.autograd.grad(v, x, e, retain_graph=True)[0] * e).flatten(1).sum(1)
+                      for e in probes) / len(probes)
     return v.detach(), div.detach()
 
 # %% ../nbs/01_samplers.ipynb #70874e06
 def _probes(probe, n_probes, x, generator):
     shape = (n_probes, *x.shape)
-    if probe == 'rademacher': return torch.randint(0, 2, shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
-    if probe == 'gaussian': return torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
+    if probe == 'rademacher':
+        return torch.randint(0, 2, shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
+    if probe == 'gaussian':
+        return torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
     raise ValueError(f"Unknown probe {probe!r}; choose 'rademacher' or 'gaussian'.")
 
 @torch.no_grad()
 def log_likelihood(model, # velocity model(x, t, **cond)
                    x1:torch.Tensor, # data points (B, ...)
-                   path:AffinePath=AffinePath(), # the path; its sigma_0 sets the noise density N(0, sigma_0^2 I)
+                   path:AffinePath=AffinePath(), # the path; noise density N(0, sigma_0^2 I)
                    method:str='dopri5', # any method of `sample`
                    steps:int=50, # steps for the fixed-step methods
-                   exact:bool=None, # exact divergence; None: exact when x1 has at most 10 dimensions per sample
+                   exact:bool=None, # exact divergence; None: exact iff x1[0].numel() <= 10
                    n_probes:int=1, # Hutchinson probes per sample (when not exact)
                    bits_per_dim:bool=False, # return -log p / (D log 2) instead of log p in nats
                    generator:torch.Generator=None, # draws the probes (on x1's device)
@@ -285,10 +307,11 @@ def log_likelihood(model, # velocity model(x, t, **cond)
                    atol:float=1e-5, rtol:float=1e-5, # dopri5 tolerances
                    progress:bool=False,
                    **cond) -> torch.Tensor:
-    "Per-sample log-likelihood log p_1(x1) in nats (B,), by integrating the ODE and its divergence from t = 1 to t = 0."
+    "Log-likelihood log p_1(x1) in nats (B,), integrating the ODE and divergence from t = 1 to 0."
     B, D = len(x1), x1[0].numel()
     exact = D <= 10 if exact is None else exact
-    if not exact and n_probes < 1: raise ValueError(f'Hutchinson needs n_probes >= 1, got {n_probes}.')
+    if not exact and n_probes < 1:
+        raise ValueError(f'Hutchinson needs n_probes >= 1, got {n_probes}.')
     probes = None if exact else _probes(probe, n_probes, x1, generator)
     ts = (torch.tensor([1., 0.]) if method == 'dopri5' else time_grid(steps).flip(0)).to(x1)
     _check(method, ts)
@@ -296,8 +319,10 @@ def log_likelihood(model, # velocity model(x, t, **cond)
         fn = lambda x: model(x, t.reshape(1).repeat(B), **cond)
         v, div = value_and_divergence(fn, z[:, :D].view_as(x1), probes)
         return torch.cat([v.flatten(1), div[:, None]], 1)
-    z = _integrate(f, torch.cat([x1.flatten(1), x1.new_zeros(B, 1)], 1), ts, method, atol, rtol, progress=progress)
+    z1 = torch.cat([x1.flatten(1), x1.new_zeros(B, 1)], 1)   # x1 and the divergence integral
+    z = _integrate(f, z1, ts, method, atol, rtol, progress=progress)
     x0, int_div = z[:, :D], -z[:, D]
     sigma0 = path.scheduler(torch.zeros(())).sigma_t.item()
-    logp = -0.5 * (x0**2).sum(1) / sigma0**2 - D * math.log(sigma0 * math.sqrt(2 * math.pi)) - int_div
+    log_norm = D * math.log(sigma0 * math.sqrt(2 * math.pi))
+    logp = -0.5 * (x0**2).sum(1) / sigma0**2 - log_norm - int_div
     return -logp / (D * math.log(2)) if bits_per_dim else logp

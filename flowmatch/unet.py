@@ -11,7 +11,8 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
+from .toy import HubModel, hub_card
+from fastcore.basics import patch
 
 # %% ../nbs/04_unet.ipynb #cd7113a5
 from .dit import timestep_embedding
@@ -24,7 +25,8 @@ class UNetTimeEmbedder(nn.Module):
                  scale:float=1000.): # t in [0, 1] is multiplied by this before the sinusoids
         super().__init__()
         self.freq_dim, self.scale = freq_dim, scale
-        self.mlp = nn.Sequential(nn.Linear(freq_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, emb_dim), nn.SiLU(),
+                                 nn.Linear(emb_dim, emb_dim))
 
     def forward(self, t): return self.mlp(timestep_embedding(t * self.scale, self.freq_dim))
 
@@ -42,7 +44,7 @@ def zero_module(m:nn.Module) -> nn.Module:
 
 # %% ../nbs/04_unet.ipynb #429ac514
 class ResBlock(nn.Module):
-    "Residual block: GN-SiLU-conv, then adaptive GN (scale-shift from the embedding)-SiLU-dropout-conv, plus a skip."
+    "Residual block: GN-SiLU-conv, scale-shift GN (from emb)-SiLU-dropout-conv, plus a skip."
     def __init__(self, in_ch:int, # input channels
                  out_ch:int, # output channels
                  emb_dim:int, # size of the conditioning embedding
@@ -63,7 +65,7 @@ class ResBlock(nn.Module):
 
 # %% ../nbs/04_unet.ipynb #05166d94
 class AttentionBlock(nn.Module):
-    "Multi-head self-attention over the H*W positions of a feature map, with a residual connection."
+    "Multi-head self-attention over the H*W positions of a feature map, with a residual."
     def __init__(self, ch:int, # channels (divisible by `num_heads`)
                  num_heads:int=4 # attention heads
                 ):
@@ -77,20 +79,23 @@ class AttentionBlock(nn.Module):
 
     def forward(self, x, emb=None):
         B, C, H, W = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(B, 3, self.num_heads, C // self.num_heads, H * W).transpose(-1, -2).unbind(1)
+        qkv = self.qkv(self.norm(x)).reshape(B, 3, self.num_heads, C // self.num_heads, H * W)
+        q, k, v = qkv.transpose(-1, -2).unbind(1)
         h = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, d)
         return x + self.proj(h.transpose(-1, -2).reshape(B, C, H, W))
 
 # %% ../nbs/04_unet.ipynb #e4cb1d5e
 class Downsample(nn.Module):
     "Halve H and W with a stride-2 3x3 convolution."
-    def __init__(self, ch:int): super().__init__(); self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+    def __init__(self, ch:int):
+        super().__init__(); self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
     def forward(self, x, emb=None): return self.conv(x)
 
 class Upsample(nn.Module):
     "Double H and W: nearest-neighbour upsampling then a 3x3 convolution."
     def __init__(self, ch:int): super().__init__(); self.conv = nn.Conv2d(ch, ch, 3, padding=1)
-    def forward(self, x, emb=None): return self.conv(F.interpolate(x, scale_factor=2, mode='nearest'))
+    def forward(self, x, emb=None):
+        return self.conv(F.interpolate(x, scale_factor=2, mode='nearest'))
 
 # %% ../nbs/04_unet.ipynb #db183f58
 class Stage(nn.ModuleList):
@@ -100,26 +105,29 @@ class Stage(nn.ModuleList):
         return x
 
 # %% ../nbs/04_unet.ipynb #d094fba0
-class UNet(nn.Module, PyTorchModelHubMixin):
-    "ADM-style UNet velocity model `v = model(x, t, y=None)` for images or latents of shape (B, C, H, W)."
-    def __init__(self, in_channels:int=3, # channels of x (3 for RGB, 1 for grayscale, 4 for SD-VAE latents)
+class UNet(nn.Module, HubModel,
+           **hub_card('flowmatch.unet.UNet', ['unet'], 'https://arxiv.org/abs/2105.05233')):
+    "ADM-style UNet velocity model `v = model(x, t, y=None)` for images or latents (B, C, H, W)."
+    def __init__(self, in_channels:int=3, # channels of x (3: RGB, 1: grayscale, 4: SD-VAE latents)
                  model_channels:int=128, # base width C of the first level
-                 channel_mult:tuple=(1, 2, 2), # width multiplier of each level; len = number of levels L
-                 num_res_blocks:int=2, # residual blocks per level in the encoder (decoder uses one more)
-                 attention_resolutions:tuple=(16,), # feature-map sides (for `input_size` inputs) that get self-attention
+                 channel_mult:tuple=(1, 2, 2), # width multiplier per level; L = len(channel_mult)
+                 num_res_blocks:int=2, # residual blocks per encoder level (decoder: one more)
+                 attention_resolutions:tuple=(16,), # attended feature-map sides (at `input_size`)
                  num_heads:int=4, # attention heads
                  dropout:float=0.0, # dropout inside the residual blocks
-                 num_classes:int=0, # number of classes; 0 = unconditional. Class `num_classes` is the null class
-                 class_dropout_prob:float=0.1, # probability of replacing a label by the null class in training
+                 num_classes:int=0, # classes K (0: unconditional); class K is the null class
+                 class_dropout_prob:float=0.1, # chance a training label becomes the null class
                  input_size:int=32, # reference side of the inputs, used to place attention
                 ):
         super().__init__()
         channel_mult, attention_resolutions = tuple(channel_mult), tuple(attention_resolutions)
         L = len(channel_mult)
         if input_size % 2 ** (L - 1):
-            raise ValueError(f"input_size={input_size} must be divisible by 2**(levels-1)={2 ** (L - 1)} "
-                             f"for channel_mult={channel_mult}; use fewer levels or a larger input.")
-        self.in_channels, self.num_classes, self.class_dropout_prob = in_channels, num_classes, class_dropout_prob
+            raise ValueError(f"input_size={input_size} must be divisible by "
+                             f"2**(levels-1)={2 ** (L - 1)} for channel_mult={channel_mult}; "
+                             "use fewer levels or a larger input.")
+        self.in_channels, self.num_classes = in_channels, num_classes
+        self.class_dropout_prob = class_dropout_prob
         self.num_levels, self.input_size = L, input_size
         emb_dim = 4 * model_channels
         self.time_embed = UNetTimeEmbedder(model_channels, emb_dim)
@@ -145,29 +153,22 @@ class UNet(nn.Module, PyTorchModelHubMixin):
                 if res in attention_resolutions: blocks.append(AttentionBlock(ch, num_heads))
                 if lvl > 0 and i == num_res_blocks: blocks.append(Upsample(ch)); res *= 2
                 self.up.append(Stage(blocks))
-        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_module(nn.Conv2d(ch, in_channels, 3, padding=1)))
-
-    def embed(self, t, y=None):
-        "Conditioning vector: time embedding plus (if class-conditional) class embedding, with label dropout in training."
-        emb = self.time_embed(t)
-        if self.class_embed is None: return emb
-        null = torch.full_like(t, self.num_classes, dtype=torch.long)
-        y = null if y is None else torch.where(y < 0, null, y.long())
-        if self.training and self.class_dropout_prob > 0:
-            y = torch.where(torch.rand(y.shape, device=y.device) < self.class_dropout_prob, null, y)
-        return emb + self.class_embed(y)
+        self.out = nn.Sequential(group_norm(ch), nn.SiLU(),
+                                 zero_module(nn.Conv2d(ch, in_channels, 3, padding=1)))
 
     def forward(self, x:torch.Tensor, # (B, in_channels, H, W), H and W divisible by 2**(levels-1)
                 t:torch.Tensor, # (B,) times in [0, 1] (a scalar is broadcast to the batch)
-                y:torch.Tensor=None # (B,) int labels; None, -1 or `num_classes` = unconditional. Ignored if num_classes=0
+                y:torch.Tensor=None # (B,) labels; None, -1, K: null class; ignored if K = 0
                ) -> torch.Tensor: # velocity, same shape as x
         "Velocity at `(x, t)`, optionally conditioned on the class `y`."
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"UNet expects x of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}.")
+            raise ValueError(f"UNet expects x of shape (B, {self.in_channels}, H, W), "
+                             f"got {tuple(x.shape)}.")
         f = 2 ** (self.num_levels - 1)
         if x.shape[-2] % f or x.shape[-1] % f:
-            raise ValueError(f"UNet with {self.num_levels} levels needs H and W divisible by {f}, got "
-                             f"{tuple(x.shape[-2:])}; pad or resize the input, or use fewer levels (channel_mult).")
+            raise ValueError(f"UNet with {self.num_levels} levels needs H and W divisible by {f}, "
+                             f"got {tuple(x.shape[-2:])}; pad or resize the input, "
+                             "or use fewer levels (channel_mult).")
         t = torch.as_tensor(t, device=x.device, dtype=torch.float32)
         if t.ndim == 0: t = t.expand(x.shape[0])
         emb = self.embed(t, y)
@@ -177,35 +178,55 @@ class UNet(nn.Module, PyTorchModelHubMixin):
         for stage in self.up: h = stage(torch.cat([h, hs.pop()], dim=1), emb)
         return self.out(h)
 
-    @classmethod
-    def preset(cls, name:str, # a key of `UNET_PRESETS`
-               **overrides # constructor arguments replacing the preset's
-              ):
-        "Build a `UNet` from the named preset in `UNET_PRESETS`, with `overrides` replacing any argument."
-        if name not in UNET_PRESETS:
-            raise KeyError(f"Unknown UNet preset {name!r}; valid presets: {sorted(UNET_PRESETS)}.")
-        return cls(**{**UNET_PRESETS[name], **overrides})
+# %% ../nbs/04_unet.ipynb #396079a8
+@patch
+def embed(self:UNet, t, y=None):
+    "Time embedding plus (if class-conditional) class embedding, with label dropout in training."
+    emb = self.time_embed(t)
+    if self.class_embed is None: return emb
+    null = torch.full_like(t, self.num_classes, dtype=torch.long)
+    y = null if y is None else torch.where(y < 0, null, y.long())
+    if self.training and self.class_dropout_prob > 0:
+        y = torch.where(torch.rand(y.shape, device=y.device) < self.class_dropout_prob, null, y)
+    return emb + self.class_embed(y)
 
 # %% ../nbs/04_unet.ipynb #11f37d5f
 UNET_PRESETS = {
     'digits': dict(in_channels=1, model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
-                   attention_resolutions=(8,), num_heads=4, dropout=0.0, num_classes=10, input_size=32),
+                   attention_resolutions=(8,), num_heads=4, dropout=0.0,
+                   num_classes=10, input_size=32),
     'cifar': dict(in_channels=3, model_channels=128, channel_mult=(1, 2, 2, 2), num_res_blocks=2,
-                  attention_resolutions=(16,), num_heads=4, dropout=0.1, num_classes=0, input_size=32),
+                  attention_resolutions=(16,), num_heads=4, dropout=0.1,
+                  num_classes=0, input_size=32),
 }
+
+@patch(cls_method=True)
+def preset(cls:UNet, name:str, # a key of `UNET_PRESETS`
+           **overrides # constructor arguments replacing the preset's
+          ):
+    "A `UNet` from the named preset in `UNET_PRESETS`, with `overrides` replacing any argument."
+    if name not in UNET_PRESETS:
+        raise KeyError(f"Unknown UNet preset {name!r}; valid presets: {sorted(UNET_PRESETS)}.")
+    return cls(**{**UNET_PRESETS[name], **overrides})
 
 # %% ../nbs/04_unet.ipynb #6ee98487
 def unet_summary(model:UNet, # the network to describe
                  x:torch.Tensor # an example input batch (B, C, H, W)
                 ) -> list: # one dict per stage: name, blocks, in_shape, shape, params
-    "Run `model` once on `x` and list each stage with its block types, input and output shapes (C, H, W) and parameter count."
+    "Run `model` once on `x`; per stage: blocks, in and out shapes (C, H, W), parameter count."
     rows, hooks = [], []
-    stages = [('input_conv', model.input_conv)] + [(f'down.{i}', s) for i, s in enumerate(model.down)] + \
-             [('middle', model.middle)] + [(f'up.{i}', s) for i, s in enumerate(model.up)] + [('out', model.out)]
+    down = [(f'down.{i}', s) for i, s in enumerate(model.down)]
+    up = [(f'up.{i}', s) for i, s in enumerate(model.up)]
+    stages = ([('input_conv', model.input_conv)] + down + [('middle', model.middle)] + up
+              + [('out', model.out)])
     def hook(name, mod):
-        blocks = '+'.join(type(b).__name__.replace('Block', '') for b in mod) if isinstance(mod, Stage) else type(mod).__name__
-        return lambda m, i, o: rows.append(dict(name=name, blocks=blocks, in_shape=tuple(i[0].shape[1:]), shape=tuple(o.shape[1:]),
-                                                params=sum(p.numel() for p in m.parameters())))
+        short = lambda b: type(b).__name__.replace('Block', '')
+        blocks = '+'.join(map(short, mod)) if isinstance(mod, Stage) else type(mod).__name__
+        def record(m, i, o):
+            params = sum(p.numel() for p in m.parameters())
+            rows.append(dict(name=name, blocks=blocks, in_shape=tuple(i[0].shape[1:]),
+                             shape=tuple(o.shape[1:]), params=params))
+        return record
     for name, mod in stages: hooks.append(mod.register_forward_hook(hook(name, mod)))
     try:
         with torch.no_grad(): model(x, torch.zeros(x.shape[0], device=x.device))

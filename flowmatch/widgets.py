@@ -7,15 +7,19 @@ __all__ = ['PATH_SCHEDULERS', 'ExplorerBase', 'TrajectoryExplorer', 'Explorer2D'
            'plot_comparison', 'ImageExplorer', 'explore_images', 'PathExplorer', 'explore_paths']
 
 # %% ../nbs/18_widgets.ipynb #5b04c049
-import time, math
+import io, time, math, base64
+from PIL import Image
 import numpy as np, torch, torch.nn as nn
 import ipywidgets as W
 from matplotlib.figure import Figure
 from fastcore.basics import patch
-from .paths import AffinePath, COUPLINGS, CondOTScheduler, CosineScheduler, VPScheduler, PolynomialScheduler
+from .paths import (
+    AffinePath, COUPLINGS, CondOTScheduler, CosineScheduler, VPScheduler, PolynomialScheduler)
 from .samplers import sample, guided, steps_for_nfe, predict_x1, METHODS, Trajectory
-from .toy import TOY_DATASETS, toy_sample, w2, straightness, sector_labels, train_labelled_toy, plot_particles
-from .images import to_uint8, to_array, image_grid, enlarge, array_png, figure_png, Blitter
+from .toy import (
+    TOY_DATASETS, toy_sample, w2, straightness, sector_labels, train_labelled_toy, plot_particles)
+from .images import (
+    to_uint8, to_array, image_grid, enlarge, array_png, figure_png, Blitter)
 from .launch import sample_shape
 # moved to the chapters that own them; still importable from here:
 from .images import trajectory_gif
@@ -25,13 +29,27 @@ from .toy import fit_conditional
 def _nearest(ts:torch.Tensor, t:float): return int((ts.double().cpu() - t).abs().argmin())
 
 class ExplorerBase:
-    "What every explorer shares: the box `.ui` that is displayed, `.show()` and `.close()`."
+    "What every explorer shares: the box `.ui` that is displayed, `.show()`, `.snapshot()` and `.close()`."
+    _handle = None
     def show(self):
-        "Display the widgets (in a notebook)."
+        "Display the widgets, with a picture of them for readers of the saved notebook (`store_picture` updates it)."
         from IPython.display import display
-        display(self.ui); return self
+        self._handle = display(self._bundle(), raw=True, display_id=True); return self
+    def snapshot(self) -> bytes:
+        "PNG of the explorer's picture as it is now (empty before the first draw)."
+        return bytes(self.image.value)
+    def _bundle(self):
+        b = self.ui._repr_mimebundle_()
+        b['text/plain'] = f'{self!r}: run this cell to make the explorer live'
+        if png := self.snapshot():  # stored with the notebook: a 64-colour palette keeps it small
+            a = np.asarray(Image.open(io.BytesIO(png)).convert('RGB'))
+            b['image/png'] = base64.b64encode(array_png(a, colors=64, compress_level=9)).decode()
+        return b
+    def store_picture(self):
+        "Put the current picture into the displayed output: what a saved notebook shows before it is run."
+        if self._handle is not None: self._handle.update(self._bundle(), raw=True)
     def close(self):
-        "Close the explorer's widgets, boxes and their children (the front end forgets them); its data stays."
+        "Close the widgets, boxes and their children (the front end forgets them); the data stays."
         def close(w):
             for c in getattr(w, 'children', ()): close(c)
             w.close()
@@ -46,16 +64,17 @@ class TrajectoryExplorer(ExplorerBase):
         return _nearest(self.traj.ts, self.t_slider.value)
 
 def _t_slider(value=1.):
-    s = W.FloatSlider(value=value, min=0., max=1., step=0.01, description='t', readout_format='.2f')
+    s = W.FloatSlider(value=value, min=0., max=1., step=0.01, description='t',
+                      readout_format='.2f')
     s.add_class('fm-t-slider')
     return s
 
 # %% ../nbs/18_widgets.ipynb #1156acfc
 class Explorer2D(TrajectoryExplorer):
-    "Interactive 2-D flow: source, target, coupling, sampler, NFE, class and guidance controls, and a slider over t."
-    def __init__(self, source:str='gaussian', target:str='eight_gaussians', coupling:str='independent',
-                 method:str='heun', nfe:int=8,
-                 label:int=-1, # class to guide towards (sector of the target, see `sector_labels`); -1: none
+    "Interactive 2-D flow: source, target, coupling, sampler, NFE, class, guidance and t controls."
+    def __init__(self, source:str='gaussian', target:str='eight_gaussians',
+                 coupling:str='independent', method:str='heun', nfe:int=8,
+                 label:int=-1, # class to guide towards (a sector, see `sector_labels`); -1: none
                  guidance:float=1., # guidance weight w (used when a class is chosen)
                  n:int=500, # particles
                  train_steps:int=1000, hidden:int=128, seed:int=0,
@@ -67,55 +86,62 @@ class Explorer2D(TrajectoryExplorer):
         self.target = dd(options=names, value=target, description='target')
         self.coupling = dd(options=list(COUPLINGS), value=coupling, description='coupling')
         self.method = dd(options=list(METHODS), value=method, description='sampler')
-        self.nfe = W.IntSlider(value=nfe, min=1, max=64, description='NFE', continuous_update=False)
+        self.nfe = W.IntSlider(value=nfe, min=1, max=64, description='NFE',
+                               continuous_update=False)
         classes = [('none', -1)] + [(str(k), k) for k in range(self.num_classes)]
         self.label = dd(options=classes, value=label, description='class')
-        self.guidance = W.FloatSlider(value=guidance, min=0., max=5., step=0.25, description='guidance w',
-                                      continuous_update=False)
+        self.guidance = W.FloatSlider(value=guidance, min=0., max=5., step=0.25,
+                                      description='guidance w', continuous_update=False)
         self.t_slider = _t_slider()
         self.progress = W.IntProgress(value=0, min=0, max=train_steps, description='training',
                                       layout=W.Layout(visibility='hidden'))
         self.status, self.info = W.HTML(), W.HTML()
         self.image = W.Image(format='png'); self.image.add_class('fm-plot')
-        self.controls = W.VBox([self.source, self.target, self.coupling, self.method, self.nfe, self.label,
-                                self.guidance, self.t_slider, self.progress, self.status, self.info])
+        inputs = [self.source, self.target, self.coupling, self.method, self.nfe, self.label,
+                  self.guidance]
+        self.controls = W.VBox([*inputs, self.t_slider, self.progress, self.status, self.info])
         self.ui = W.HBox([self.image, self.controls]); self.ui.add_class('fm-explorer-2d')
         self.fig = Figure(figsize=(4.2, 4.2), dpi=80)
         self.ax = self.fig.add_axes([0.02, 0.02, 0.96, 0.88])
         self.traj, self.model, self.render_ms = None, None, float('nan')
-        for w in (self.source, self.target, self.coupling, self.method, self.nfe, self.label, self.guidance):
-            w.observe(lambda change: self.update(), 'value')
+        for w in inputs: w.observe(lambda change: self.update(), 'value')
         self.t_slider.observe(lambda change: self.render(), 'value')
 
     def __repr__(self):
-        return (f'Explorer2D({self.source.value} -> {self.target.value}, {self.coupling.value} coupling, '
-                f'{self.method.value} NFE {self.nfe.value}, class {self.label.value}, w={self.guidance.value})')
+        return (f'Explorer2D({self.source.value} -> {self.target.value}, '
+                f'{self.coupling.value} coupling, {self.method.value} NFE {self.nfe.value}, '
+                f'class {self.label.value}, w={self.guidance.value})')
 
 # %% ../nbs/18_widgets.ipynb #33871aa0
 @patch
 def _progress(self:Explorer2D, step, loss):
-    self.progress.layout.visibility = 'visible'   # the callback runs only when a model is being trained
+    self.progress.layout.visibility = 'visible'   # called only while a model trains
     if step % 25 == 0 or step == self.train_steps - 1:
         self.progress.value = step + 1
         self.status.value = f'training: step {step + 1}/{self.train_steps}, loss {loss:.3f}'
 
 @patch
 def get_model(self:Explorer2D):
-    "The model for the current (source, target, coupling): from the cache, or trained now (with a progress bar)."
+    "The model for the current source, target and coupling: cached, or trained now (progress bar)."
     args = dict(target=self.target.value, source=self.source.value, coupling=self.coupling.value,
-                steps=self.train_steps, hidden=self.hidden, seed=self.seed, num_classes=self.num_classes)
+                steps=self.train_steps, hidden=self.hidden, seed=self.seed,
+                num_classes=self.num_classes)
     t0 = time.perf_counter()
     try: model = train_labelled_toy(**args, callback=self._progress)
-    finally: trained, self.progress.layout.visibility = self.progress.layout.visibility == 'visible', 'hidden'
+    finally:
+        trained = self.progress.layout.visibility == 'visible'
+        self.progress.layout.visibility = 'hidden'
     what = f'{self.source.value} -> {self.target.value} ({self.coupling.value})'
-    self.status.value = f'trained {what} in {time.perf_counter() - t0:.1f} s' if trained else 'model from the cache'
+    self.status.value = (f'trained {what} in {time.perf_counter() - t0:.1f} s' if trained
+                         else 'model from the cache')
     return model
 
 @patch
 def sample(self:Explorer2D):
-    "Solve the ODE from fixed source samples with the current sampler, NFE, class and guidance; returns the `Trajectory`."
+    "The `Trajectory` from fixed source samples with the current sampler, NFE, class and guidance."
     x0 = toy_sample(self.source.value, self.n, seed=self.seed + 1)
-    method, steps = self.method.value, steps_for_nfe(self.method.value, self.nfe.value) or self.dopri5_points
+    method = self.method.value
+    steps = steps_for_nfe(method, self.nfe.value) or self.dopri5_points
     model, y = guided(self.model, self.n, self.label.value, self.guidance.value)
     return sample(model, x0, method, steps, return_trajectory=True, y=y)
 
@@ -129,7 +155,8 @@ def update(self:Explorer2D):
     self.straightness = straightness(xs, self.traj.ts)
     self.data = toy_sample(self.target.value, self.n, seed=self.seed + 2)
     if label < 0: self.metric = ('W2 to data', w2(xs[-1], self.data))
-    else: self.metric = (f'share in class {label}', float((sector_labels(xs[-1]) == label).float().mean()))
+    else: self.metric = (f'share in class {label}',
+                         float((sector_labels(xs[-1]) == label).float().mean()))
     self.ax.clear()
     self.particles = plot_particles(self.ax, self.traj, data=self.data, i=self.index)
     self.blitter = Blitter(self.fig, [self.particles, self.ax.title])
@@ -144,8 +171,9 @@ def render(self:Explorer2D):
     if self.traj is None: return
     t0, i = time.perf_counter(), self.index
     self.particles.set_offsets(self.traj.xs[i].cpu().numpy())
-    self.ax.set_title(f'{self.source.value} -> {self.target.value}, {self.coupling.value}\n{self.method.value}, '
-                      f'NFE {self.traj.nfe}, t = {float(self.traj.ts[i]):.2f}, S = {self.straightness:.3f}', fontsize=9)
+    self.ax.set_title(f'{self.source.value} -> {self.target.value}, {self.coupling.value}\n'
+                      f'{self.method.value}, NFE {self.traj.nfe}, '
+                      f't = {float(self.traj.ts[i]):.2f}, S = {self.straightness:.3f}', fontsize=9)
     self.image.value = self.blitter.png()
     self.render_ms = (time.perf_counter() - t0) * 1e3
 
@@ -157,10 +185,11 @@ def explore_2d(source:str='gaussian', # source dataset (t = 0), a name in TOY_DA
                display:bool=True, # show the widgets now (training progress then appears in them)
                **kwargs): # more `Explorer2D` arguments
     "Build, display and fill a 2-D flow explorer; returns the `Explorer2D`."
-    ex = Explorer2D(source, target, coupling, method, nfe, label, guidance, n=n, train_steps=train_steps, seed=seed,
-                    **kwargs)
+    ex = Explorer2D(source, target, coupling, method, nfe, label, guidance, n=n,
+                    train_steps=train_steps, seed=seed, **kwargs)
     if display: ex.show()
-    return ex.update()
+    ex.update().store_picture()
+    return ex
 
 # %% ../nbs/18_widgets.ipynb #5212cde1
 @torch.no_grad()
@@ -171,23 +200,25 @@ def compare_samplers(model, # velocity model(x, t, **cond) (already guided, if w
                      tols=(1e-1, 1e-2, 1e-3, 1e-4), # columns for dopri5: atol = rtol
                      ref_tol:float=1e-5, # tolerance of the reference solution
                      **cond):
-    "Sample the same noise with every method and budget: `(results, reference)`, results[(method, col)] = (x1, nfe, rms)."
+    "Every method and budget on the same noise: `(res, ref)`, res[(method, col)] = (x1, nfe, rms)."
     if 'dopri5' in methods and len(tols) < len(nfes):
-        raise ValueError(f'dopri5 needs one tolerance per column: {len(nfes)} budgets, {len(tols)} tols')
+        raise ValueError(f'dopri5 needs one tolerance per column: '
+                         f'{len(nfes)} budgets, {len(tols)} tols')
     ref = sample(model, x0, 'dopri5', atol=ref_tol, rtol=ref_tol, **cond)
     rms = lambda x: float((x - ref).pow(2).mean().sqrt())
     res, ends = {}, torch.tensor([0., 1.])
     for m in methods:
         for j, nfe in enumerate(nfes):
-            if m == 'dopri5': tr = sample(model, x0, m, return_trajectory=True, ts=ends, atol=tols[j], rtol=tols[j], **cond)
-            else: tr = sample(model, x0, m, steps_for_nfe(m, nfe), return_trajectory=True, **cond)
+            if m == 'dopri5': args = dict(ts=ends, atol=tols[j], rtol=tols[j])
+            else: args = dict(steps=steps_for_nfe(m, nfe))
+            tr = sample(model, x0, m, return_trajectory=True, **args, **cond)
             res[(m, j)] = (tr.xs[-1], tr.nfe, rms(tr.xs[-1]))
     return res, ref
 
 def plot_comparison(results:dict, # from `compare_samplers`
                     decode=None, # latents -> images, or None for pixel models
                     nfes=(2, 4, 8, 16), fig:Figure=None):
-    "Grid of decoded samples: one row per method, one column per budget, labelled with NFE and RMS to the reference."
+    "Decoded samples, a row per method and a column per budget, labelled with NFE and RMS error."
     methods = list(dict.fromkeys(m for m, _ in results))
     fig = fig or Figure(figsize=(1.6*len(nfes) + 0.6, 0.75*len(methods) + 0.2), dpi=80)
     fig.clear()
@@ -196,7 +227,8 @@ def plot_comparison(results:dict, # from `compare_samplers`
         for j in range(len(nfes)):
             x, nfe, err = results[(m, j)]
             img = decode(x) if decode is not None else x
-            axs[r, j].imshow(to_array(image_grid(img, len(img), pad=1, pad_value=1.)), cmap='gray', vmin=0, vmax=255)
+            grid = image_grid(img, len(img), pad=1, pad_value=1.)
+            axs[r, j].imshow(to_array(grid), cmap='gray', vmin=0, vmax=255)
             axs[r, j].set_xticks([]); axs[r, j].set_yticks([])
             axs[r, j].set_xlabel(f'NFE {nfe}, rms {err:.2f}', fontsize=7, labelpad=1)
             if j == 0: axs[r, j].set_ylabel(m, fontsize=8)
@@ -205,9 +237,9 @@ def plot_comparison(results:dict, # from `compare_samplers`
 
 # %% ../nbs/18_widgets.ipynb #c921a5f8
 class ImageExplorer(TrajectoryExplorer):
-    "Watch an image model sample: x_t and the predicted x1_hat along t, class and guidance, and a sampler comparison."
-    def __init__(self, model, # velocity model(x, t, y=None) on pixels, or on normalised latents when `vae` is given
-                 vae=None, # a `flowmatch.vae.VAE` decoding the model's latents; None: the model works in pixel space
+    "Watch an image model sample: x_t and x1_hat along t, class and guidance; sampler comparison."
+    def __init__(self, model, # velocity model(x, t, y=None) on pixels, or on latents with `vae`
+                 vae=None, # `flowmatch.vae.VAE` of the model's normalised latents; None: pixels
                  shape=None, # (C, H, W) of the model's input; default `sample_shape(model)`
                  path:AffinePath=AffinePath(), # the path the model was trained on (for x1_hat)
                  num_classes:int=None, # default model.num_classes (0: no class controls)
@@ -215,10 +247,11 @@ class ImageExplorer(TrajectoryExplorer):
                  method:str='heun', nfe:int=16, label:int=-1, guidance:float=2.,
                  seed:int=0, # seed of the noise (the same noise for every setting)
                  decode=None, # latents -> images in [-1, 1]; overrides `vae`
-                 compare_nfes=(2, 4, 8, 16), n_compare:int=4, # columns and images per cell of the comparison grid
-                 scale:int=None): # screen pixels per image pixel; default about 64 pixels per image side
+                 compare_nfes=(2, 4, 8, 16), n_compare:int=4, # comparison columns, images per cell
+                 scale:int=None): # screen pixels per image pixel; default: about 64 per image side
         if isinstance(model, nn.Module): model.eval()   # sampling mode: no label dropout
-        self.model, self.path, self.n, self.compare_nfes, self.n_compare = model, path, n, tuple(compare_nfes), n_compare
+        self.model, self.path, self.n = model, path, n
+        self.compare_nfes, self.n_compare = tuple(compare_nfes), n_compare
         self.shape = tuple(shape) if shape is not None else sample_shape(model)
         self.scale = scale
         self.num_classes = getattr(model, 'num_classes', 0) if num_classes is None else num_classes
@@ -226,27 +259,35 @@ class ImageExplorer(TrajectoryExplorer):
         self.decode = decode
         p = next(iter(model.parameters()), None) if isinstance(model, nn.Module) else None
         self.device = p.device if p is not None else torch.device('cpu')
-        self.x0 = torch.randn(n, *self.shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        g = torch.Generator().manual_seed(seed)
+        self.x0 = torch.randn(n, *self.shape, generator=g).to(self.device)
         self.method = W.Dropdown(options=list(METHODS), value=method, description='sampler')
-        self.nfe = W.IntSlider(value=nfe, min=1, max=64, description='NFE', continuous_update=False)
+        self.nfe = W.IntSlider(value=nfe, min=1, max=64, description='NFE',
+                               continuous_update=False)
         classes = [('none', -1)] + [(str(k), k) for k in range(self.num_classes)]
-        self.label = W.Dropdown(options=classes, value=label, description='class', disabled=not self.num_classes)
-        self.guidance = W.FloatSlider(value=guidance, min=0., max=6., step=0.25, description='guidance w',
-                                      continuous_update=False)
+        self.label = W.Dropdown(options=classes, value=label, description='class',
+                                disabled=not self.num_classes)
+        self.guidance = W.FloatSlider(value=guidance, min=0., max=6., step=0.25,
+                                      description='guidance w', continuous_update=False)
         self.t_slider, self.caption, self.status = _t_slider(), W.HTML(), W.HTML()
         self.image = W.Image(format='png'); self.image.add_class('fm-plot')
-        self.compare_button, self.compare_image = W.Button(description='compare samplers'), W.Image(format='png')
-        self.controls = W.HBox([W.VBox([self.method, self.nfe]), W.VBox([self.label, self.guidance]),
+        self.compare_button = W.Button(description='compare samplers')
+        self.compare_image = W.Image(format='png')
+        self.controls = W.HBox([W.VBox([self.method, self.nfe]),
+                                W.VBox([self.label, self.guidance]),
                                 W.VBox([self.t_slider, self.status])])
-        self.ui = W.VBox([self.controls, self.caption, self.image, self.compare_button, self.compare_image])
+        self.ui = W.VBox([self.controls, self.caption, self.image, self.compare_button,
+                          self.compare_image])
         self.ui.add_class('fm-explorer-images')
         self.traj, self.fig, self.render_ms = None, None, float('nan')
-        for w in (self.method, self.nfe, self.label, self.guidance): w.observe(lambda change: self.update(), 'value')
+        for w in (self.method, self.nfe, self.label, self.guidance):
+            w.observe(lambda change: self.update(), 'value')
         self.t_slider.observe(lambda change: self.render(), 'value')
         self.compare_button.on_click(lambda b: self.compare())
 
     def __repr__(self):
-        return f'ImageExplorer({type(self.model).__name__}, shape={self.shape}, {self.method.value} NFE {self.nfe.value})'
+        return (f'ImageExplorer({type(self.model).__name__}, shape={self.shape}, '
+                f'{self.method.value} NFE {self.nfe.value})')
 
     def guided(self):
         "The velocity model and conditioning for the current class and guidance weight."
@@ -263,18 +304,19 @@ def _decoded(self:ImageExplorer, z):
 
 @patch
 def update(self:ImageExplorer):
-    "Solve the ODE for the current settings, predict x1_hat at every state, decode both and redraw."
+    "Solve the ODE for the current settings, predict x1_hat at each state, decode both, redraw."
     t0 = time.perf_counter()
     self.guidance.disabled = self.label.value < 0
     model, cond = self.guided()
     method = self.method.value
-    self.traj = sample(model, self.x0, method, steps_for_nfe(method, self.nfe.value) or 32, return_trajectory=True,
-                       **cond)
+    steps = steps_for_nfe(method, self.nfe.value) or 32
+    self.traj = sample(model, self.x0, method, steps, return_trajectory=True, **cond)
     self.x1_hat = predict_x1(model, self.traj, self.path, **cond)
     T1 = len(self.traj.ts)
     frames = to_uint8(self._decoded(torch.cat([self.traj.xs, self.x1_hat]).flatten(0, 1)))
-    self.frames = frames.view(2, T1, self.n, *frames.shape[1:])  # uint8 [x_t or x1_hat, state, image]
-    self.status.value = f'{method}: NFE {self.traj.nfe}, {T1} states, {time.perf_counter() - t0:.2f} s'
+    self.frames = frames.view(2, T1, self.n, *frames.shape[1:])  # [x_t or x1_hat, state, image]
+    self.status.value = (f'{method}: NFE {self.traj.nfe}, {T1} states, '
+                         f'{time.perf_counter() - t0:.2f} s')
     self.render()
     return self
 
@@ -292,8 +334,10 @@ def render(self:ImageExplorer):
     if self.traj is None: return
     t0, i = time.perf_counter(), self.index
     self.image.value = array_png(self.grid(i))
-    lab = 'unconditional' if self.label.value < 0 else f'class {self.label.value}, w = {self.guidance.value:g}'
-    self.caption.value = (f'<b>top:</b> x_t &nbsp; <b>bottom:</b> predicted x1 &nbsp; t = {float(self.traj.ts[i]):.2f} '
+    lab = ('unconditional' if self.label.value < 0
+           else f'class {self.label.value}, w = {self.guidance.value:g}')
+    self.caption.value = (f'<b>top:</b> x_t &nbsp; <b>bottom:</b> predicted x1 &nbsp; '
+                          f't = {float(self.traj.ts[i]):.2f} '
                           f'(state {i} of {len(self.traj.ts) - 1}), {lab}')
     self.render_ms = (time.perf_counter() - t0) * 1e3
 
@@ -302,7 +346,8 @@ def compare(self:ImageExplorer):
     "Fill `.compare_image` with the sampler comparison grid for the current class and guidance."
     model, cond = self.guided()
     cond = {k: v[:self.n_compare] for k, v in cond.items()}
-    self.compare_results, _ = compare_samplers(model, self.x0[:self.n_compare], nfes=self.compare_nfes, **cond)
+    x0 = self.x0[:self.n_compare]
+    self.compare_results, _ = compare_samplers(model, x0, nfes=self.compare_nfes, **cond)
     decode = self._decoded if self.decode is not None else None
     self.fig = plot_comparison(self.compare_results, decode, self.compare_nfes, self.fig)
     self.compare_image.value = figure_png(self.fig)
@@ -312,12 +357,14 @@ def explore_images(model, # velocity model(x, t, y=None)
                    vae=None, # VAE decoding the model's (normalised) latents; None: pixel space
                    compare:bool=True, # also draw the sampler comparison grid now
                    display:bool=True, # show the widgets
-                   **kwargs): # more `ImageExplorer` arguments (shape, path, n, method, nfe, label, guidance, seed, ...)
+                   **kwargs): # more `ImageExplorer` arguments: shape, path, n, method, nfe, ...
     "Build, display and fill an image explorer; returns the `ImageExplorer`."
     ex = ImageExplorer(model, vae, **kwargs)
     if display: ex.show()
     ex.update()
-    return ex.compare() if compare else ex
+    if compare: ex.compare()
+    ex.store_picture()
+    return ex
 
 # %% ../nbs/18_widgets.ipynb #293755d2
 PATH_SCHEDULERS = {'CondOT': CondOTScheduler(), 'cosine': CosineScheduler(), 'VP': VPScheduler(),
@@ -326,7 +373,7 @@ PATH_SCHEDULERS = {'CondOT': CondOTScheduler(), 'cosine': CosineScheduler(), 'VP
 class PathExplorer(ExplorerBase):
     "alpha_t, sigma_t, log-SNR and an example x_t for several schedulers, with a slider over t."
     def __init__(self, schedulers:dict=None, # name -> scheduler; default `PATH_SCHEDULERS`
-                 x1:torch.Tensor=None, # example data (C, H, W) in [-1, 1]; default a 32x32 test digit
+                 x1:torch.Tensor=None, # example (C, H, W) in [-1, 1]; default: a 32x32 test digit
                  t:float=0.5, seed:int=0):
         self.schedulers = dict(schedulers or PATH_SCHEDULERS)
         if x1 is None:
@@ -341,6 +388,8 @@ class PathExplorer(ExplorerBase):
         self.t_slider.observe(lambda change: self.render(), 'value')
         self.render_ms = float('nan')
 
+    def __repr__(self): return f"PathExplorer({', '.join(self.schedulers)}; t = {self.t_slider.value:.2f})"
+
     def x_t(self, name:str, t:float): # scheduler name and time
         "The example x_t = alpha_t x1 + sigma_t x0 under scheduler `name`."
         o = self.schedulers[name](torch.tensor(float(t)))
@@ -352,16 +401,18 @@ def _draw_static(self:PathExplorer):
     k = len(self.schedulers)
     ncol = math.ceil(k / 2)
     self.fig = Figure(figsize=(5.4 + 1.5*ncol, 3.), dpi=80)
-    gs = self.fig.add_gridspec(1, 3, width_ratios=[1.5, 1.5, 1.1*ncol], left=0.05, right=0.99, bottom=0.13, top=0.9,
-                               wspace=0.22)
+    gs = self.fig.add_gridspec(1, 3, width_ratios=[1.5, 1.5, 1.1*ncol], left=0.05, right=0.99,
+                               bottom=0.13, top=0.9, wspace=0.22)
     self.ax_coef, self.ax_snr = self.fig.add_subplot(gs[0]), self.fig.add_subplot(gs[1])
     gi = gs[2].subgridspec(2, ncol, wspace=0.05, hspace=0.4)
     tt = torch.linspace(0, 1, 201)
     self.markers, self.ims, self.titles = {}, {}, {}
     for j, (name, sch) in enumerate(self.schedulers.items()):
         o, c = sch(tt), f'C{j}'
-        self.ax_coef.plot(tt, o.alpha_t, c=c, label=name); self.ax_coef.plot(tt, o.sigma_t, c=c, ls='--')
-        with np.errstate(divide='ignore'): self.ax_snr.plot(tt, np.log(o.alpha_t.numpy()**2 / o.sigma_t.numpy()**2), c=c)
+        self.ax_coef.plot(tt, o.alpha_t, c=c, label=name)
+        self.ax_coef.plot(tt, o.sigma_t, c=c, ls='--')
+        a, s = o.alpha_t.numpy(), o.sigma_t.numpy()
+        with np.errstate(divide='ignore'): self.ax_snr.plot(tt, np.log(a**2 / s**2), c=c)
         self.markers[name] = self.ax_coef.plot([], [], 'o', c=c, ms=4)[0]
         ax = self.fig.add_subplot(gi[j % 2, j // 2])
         self.ims[name] = ax.imshow(np.zeros(self.x1.shape[1:]), cmap='gray', vmin=-1, vmax=1)
@@ -369,16 +420,19 @@ def _draw_static(self:PathExplorer):
         self.titles[name] = ax.set_title(name, fontsize=8, color=c)
     self.ax_coef.set_title(r'$\alpha_t$ (solid), $\sigma_t$ (dashed)', fontsize=9)
     self.ax_snr.legend(*self.ax_coef.get_legend_handles_labels(), fontsize=7, loc='lower right')
-    self.ax_snr.set_title(r'log SNR $= \log(\alpha_t^2/\sigma_t^2)$', fontsize=9); self.ax_snr.set_ylim(-12, 12)
-    for ax in (self.ax_coef, self.ax_snr): ax.set_xlabel('t', fontsize=8, labelpad=0); ax.tick_params(labelsize=7)
+    self.ax_snr.set_title(r'log SNR $= \log(\alpha_t^2/\sigma_t^2)$', fontsize=9)
+    self.ax_snr.set_ylim(-12, 12)
+    for ax in (self.ax_coef, self.ax_snr):
+        ax.set_xlabel('t', fontsize=8, labelpad=0); ax.tick_params(labelsize=7)
     self.vlines = [ax.axvline(0, c='k', lw=0.8) for ax in (self.ax_coef, self.ax_snr)]
     self.t_text = self.ax_snr.text(0.04, 0.94, '', transform=self.ax_snr.transAxes, fontsize=9)
-    moving = [*self.vlines, self.t_text, *self.markers.values(), *self.ims.values(), *self.titles.values()]
+    moving = [*self.vlines, self.t_text, *self.markers.values(), *self.ims.values(),
+              *self.titles.values()]
     self.blitter = Blitter(self.fig, moving)
 
 @patch
 def render(self:PathExplorer):
-    "Move the time marker, the alpha/sigma dots and the example images to the slider's t; redraw into `.image`."
+    "Move the time lines, alpha/sigma dots and example images to the slider's t; redraw `.image`."
     t0, t = time.perf_counter(), self.t_slider.value
     for v in self.vlines: v.set_xdata([t, t])
     self.t_text.set_text(f't = {t:.2f}')
@@ -387,7 +441,8 @@ def render(self:PathExplorer):
         a, s = float(o.alpha_t), float(o.sigma_t)
         self.markers[name].set_data([t, t], [a, s])
         self.ims[name].set_data(self.x_t(name, t)[0].numpy())
-        self.titles[name].set_text(f'{name}\n' + r'$\alpha$' + f' {a:.2f}, ' + r'$\sigma$' + f' {s:.2f}')
+        title = f'{name}\n' + r'$\alpha$' + f' {a:.2f}, ' + r'$\sigma$' + f' {s:.2f}'
+        self.titles[name].set_text(title)
     self.image.value = self.blitter.png()
     self.render_ms = (time.perf_counter() - t0) * 1e3
 PathExplorer.update = PathExplorer.render  # nothing to recompute: every explorer has both
@@ -399,4 +454,5 @@ def explore_paths(schedulers:dict=None, # name -> scheduler; default `PATH_SCHED
     ex = PathExplorer(schedulers, x1, t, seed)
     if display: ex.show()
     ex.render()
+    ex.store_picture()
     return ex

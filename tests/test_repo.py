@@ -74,3 +74,40 @@ def test_library_names_are_defined():
     bad = [str(m) for m in rep.found if isinstance(m, str) or isinstance(m, (messages.UndefinedName, messages.UndefinedExport,
                                                                              messages.UndefinedLocal))]
     assert not bad, '\n'.join(bad)
+
+
+def test_layout_targets():
+    "Where code lives (tools/layout.py): no private name crosses modules, one module per public name, chapters import only earlier ones, short export cells, light notebooks, short lines, no gap in the numbering."
+    sys.path.insert(0, str(ROOT / 'tools'))
+    import layout
+    res = layout.measure()
+    for key, target in layout.TARGETS.items():
+        v = res[key]
+        if isinstance(v, float): assert v <= target, f'{key}: {v:.1%} > {target:.0%}'
+        else: assert len(v) <= target, f'{key}: ' + '; '.join(v)
+
+
+@pytest.mark.parametrize('nb', NBS, ids=lambda p: p.name)
+def test_no_saved_widget_state(nb):
+    "No saved widget state (JupyterLab does not use it) and no stored widget view (it cannot render without that state): a reader sees the explorers' static pictures. `tools/run_notebooks.py` stores notebooks this way."
+    d = json.loads(nb.read_text())
+    assert 'widgets' not in d['metadata'], f'{nb.name} stores widget state: rerun it with tools/run_notebooks.py'
+    views = [c['id'] for c in d['cells'] for o in c.get('outputs', []) if 'application/vnd.jupyter.widget-view+json' in o.get('data', {})]
+    assert not views, f'{nb.name}: cells {views} store widget views that cannot render: rerun it with tools/run_notebooks.py'
+
+
+def test_package_files():
+    "The license ships, every MANIFEST.in line matches files, and the extras of settings.ini reach setup.py."
+    import configparser, glob
+    assert (ROOT / 'LICENSE').read_text().lstrip().startswith('Apache License')
+    for line in (ROOT / 'MANIFEST.in').read_text().splitlines():
+        words = line.split()
+        if not words: continue
+        if words[0] == 'include': found = [f for w in words[1:] for f in glob.glob(str(ROOT / w))]
+        elif words[0] == 'recursive-include': found = [f for w in words[2:] for f in (ROOT / words[1]).rglob(w)]
+        else: pytest.fail(f'MANIFEST.in: unexpected line {line!r}')
+        assert found, f'MANIFEST.in line {line!r} matches no file'
+    cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(ROOT / 'settings.ini')
+    extras = [k[:-len('_requirements')] for k in cfg['DEFAULT'] if k.endswith('_requirements')]
+    assert set(extras) >= {'dev', 'notebooks', 'parquet', 'lpips', 'inception'}, extras
+    assert all(f"'{e}'" in (ROOT / 'setup.py').read_text() for e in extras), 'setup.py must offer every extra'

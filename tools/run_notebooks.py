@@ -1,8 +1,26 @@
 """Re-execute notebooks in a real Jupyter kernel, slow cells included, and store their outputs (the way to refresh them).
 
 `python tools/run_notebooks.py nbs/02_toy.ipynb ...` runs each notebook top to bottom in a fresh `python3` kernel from `nbs/`,
-writes the outputs into the notebook without the widget state (JupyterLab does not use it), and cleans it with nbdev_clean.
+writes the outputs into the notebook and cleans it with nbdev_clean. Widgets are stored as what a reader can see without
+running the notebook: no widget state (JupyterLab does not use it), and each widget output keeps only the static picture
+the explorers add to it (`ExplorerBase.show`); a widget output without one is dropped.
 """
+WIDGET = 'application/vnd.jupyter.widget-view+json'
+
+def static_outputs(nb):
+    "Widget outputs as their static pictures: the widget view, which cannot render from a saved notebook, is removed."
+    for c in nb.cells:
+        if c.cell_type != 'code': continue
+        kept = []
+        for o in c.get('outputs', []):
+            data = o.get('data', {})
+            if WIDGET in data:
+                if 'image/png' not in data: continue
+                del data[WIDGET]
+            kept.append(o)
+        c.outputs = kept
+    nb.metadata.pop('widgets', None)
+    return nb
 import argparse, subprocess, sys, time
 from pathlib import Path
 import nbformat
@@ -16,8 +34,7 @@ def run(path:Path, timeout:int=3600):
     t0 = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name='python3', store_widget_state=False,
                    resources={'metadata': {'path': str(path.parent)}}).execute()
-    nb.metadata.pop('widgets', None)
-    nbformat.write(nb, path)
+    nbformat.write(static_outputs(nb), path)
     return time.perf_counter() - t0
 
 def main(argv=None):

@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite: notebooks in sync with the library and README, every notebook, then pytest.
+# The whole test suite: notebooks in sync with the library and README, every notebook, then pytest (real-browser tests
+# included: they need Debian's chromium, installed here when this runs as root, else the tests say how to install it).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "flowmatch: installing chromium for the real-browser tests (apt-get)..." >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 source "$(dirname "$0")/env.sh"
 export PYTHONHASHSEED=0 MPLBACKEND=Agg HF_HUB_OFFLINE=1
 # nbdev_test runs notebooks in parallel: one BLAS/OpenMP thread each avoids oversubscribing the cores (5x slower here)
