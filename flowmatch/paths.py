@@ -186,13 +186,14 @@ def shift_time(t, # times in [0, 1] (tensor or float)
 # %% ../nbs/00_paths.ipynb #d6aad5b4
 class IndependentCoupling:
     "Pairs noise and data as drawn (the noise is independent of the data)."
-    def __call__(self, x0, x1): return x0, x1
+    def __call__(self, x0, x1, y=None): return x0, x1
     def __repr__(self): return 'IndependentCoupling()'
 
 class OTCoupling:
     "Exact minibatch optimal transport: reorders x0 to minimise the summed squared distance to x1."
     def __call__(self, x0:torch.Tensor, # noise, shape (B, ...)
-                 x1:torch.Tensor): # data, same shape; stays in place
+                 x1:torch.Tensor, # data, same shape; stays in place
+                 y:torch.Tensor=None): # class labels (B,) of the data, or None
         if x0.shape != x1.shape:
             raise ValueError('OTCoupling pairs equal batches: x0 and x1 must have the same shape, '
                              f'got {tuple(x0.shape)} and {tuple(x1.shape)}.')

@@ -155,7 +155,7 @@ def fit_velocity(model:nn.Module, # velocity model(x, t, **cond)
     with torch.enable_grad():  # whatever grad mode the caller is in
         for step in it:
             x0, x1, cond = draw(g)
-            x0, x1 = pair(x0, x1)
+            x0, x1 = pair(x0, x1, y=cond.get('y'))
             ps = path.sample(x0, x1, times(len(x1), generator=g))
             loss = (model(ps.xt, ps.t, **cond) - ps.ut).pow(2).mean()
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()

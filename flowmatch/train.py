@@ -114,14 +114,14 @@ def flow_matching_loss(model:nn.Module, # velocity model `model(x, t, **cond)`
                        x1:torch.Tensor, # a batch of data (B, ...)
                        path=None, # an `AffinePath` (default: CondOT)
                        time_sampler=None, # `(n, device, generator) -> (n,)` (default: uniform)
-                       coupling=None, # callable `(x0, x1) -> (x0, x1)` (default: independent)
+                       coupling=None, # `(x0, x1, y=labels) -> (x0, x1)` (default: independent)
                        generator:torch.Generator=None, # draws x0 and t reproducibly
                        **cond): # passed on to the model, e.g. y=labels
     "Conditional flow-matching loss: mean squared error between $v_\\theta(x_t, t)$ and $u_t$."
     path, time_sampler = path or AffinePath(), time_sampler or UniformTime()
     x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
     t = time_sampler(x1.shape[0], device=x1.device, generator=generator)
-    if coupling is not None: x0, x1 = coupling(x0, x1)
+    if coupling is not None: x0, x1 = coupling(x0, x1, y=cond.get('y'))
     ps = path.sample(x0, x1, t)
     return F.mse_loss(model(ps.xt, ps.t, **cond).float(), ps.ut.float())
 
