@@ -16,7 +16,7 @@ import yaml, torch
 from .schema import Section, ConfigError, coerce, plain, unknown_key
 from .samplers import METHODS
 from .train import TrainConfig
-from .data import Digits, ImageFolder, ToyPoints, prepare_celebahq, find_images
+from .data import Digits, ImageFolder, ToyPoints, prepare_celebahq, find_images, PREPARED
 from .vae import VAE, VAE_PRESETS, REC_LOSSES, PERCEPTUAL_LOSSES, preset_arch
 from .dit import DiT, DIT_PRESETS
 from .unet import UNet, UNET_PRESETS
@@ -31,7 +31,7 @@ class DataConfig(Section):
     name:str='digits' # 'digits', 'image_folder', 'celebahq' or 'toy'
     size:int=32 # side of the square images (digits are 8x8 originals, resized)
     root:typing.Optional[str]=None # image_folder / celebahq: the folder of images
-    src:typing.Optional[str]=None # celebahq: folder/zip/parquet, prepared into `root` when empty
+    src:typing.Optional[str]=None # celebahq: folder/zip/parquet, prepared into `root` until done
     flip:bool=False # random horizontal flips of training images (image_folder / celebahq)
     labels:bool=False # image_folder: classes from first-level subfolder names
     toy:str='moons' # toy: which 2-D dataset
@@ -171,11 +171,18 @@ class ModelConfig(Section):
         for k, v in d.items():
             if k not in params: raise unknown_key(prefix, k, ['kind', 'preset', *params])
             args[k] = coerce(f'{prefix}.{k}', v, hints.get(k, typing.Any))
-        have = set(MODEL_PRESETS[kind].get(preset, {})) | set(_DERIVED[kind]) | set(args)
+        m = cls(kind, preset, args)
+        m.check_complete(prefix)
+        return m
+
+    def check_complete(self, prefix:str='model'):
+        "Raise a `ConfigError` naming the arguments that neither the preset nor the data give."
+        params = _ctor_params(self.kind)
+        have = (set(MODEL_PRESETS[self.kind].get(self.preset, {})) | set(_DERIVED[self.kind])
+                | set(self.args))
         missing = [n for n, p in params.items() if p.default is p.empty and n not in have]
         if missing: raise ConfigError(f"{prefix} needs {', '.join(missing)} "
                                       f"(no preset gives them): add them, or set {prefix}.preset")
-        return cls(kind, preset, args)
 
     def to_dict(self): return dict(kind=self.kind, preset=self.preset, **plain(self.args))
 
@@ -195,6 +202,10 @@ class Config(Section):
     eval:EvalConfig=field(default_factory=EvalConfig)
 
     def __post_init__(self):
+        # the run's seed is checked as `seed` before it becomes train.seed
+        s = coerce('seed', self.seed, int)
+        if not 0 <= s < 2**32:
+            raise ConfigError(f"seed={s} is out of range: a whole number from 0 to 2**32 - 1")
         # built from the section, with the run's defaults
         if self.train is None or isinstance(self.train, dict):
             run = dict(output_dir=str(Path(self.output_dir) / 'train'), seed=self.seed,
@@ -206,6 +217,7 @@ class Config(Section):
     def check_combination(self):
         "Raise a `ConfigError` for sections that do not fit together."
         toy, kind = self.data.name == 'toy', self.model.kind
+        self.model.check_complete()
         if toy and self.vae.enabled:
             raise ConfigError("data.name='toy' gives 2-D points: "
                               "set vae.preset: none (no pretrained)")
@@ -289,8 +301,16 @@ def load_config(path, # YAML file or a config name in configs/ ('digits'); None:
     d = {}
     if path is not None:
         f = config_path(path)
-        try: d = yaml.safe_load(f.read_text()) or {}
+        try: text = f.read_bytes().decode('utf-8')
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{f} is not UTF-8 text (byte {e.object[e.start]:#04x} at position "
+                              f"{e.start}): save it as UTF-8") from None
+        try: d = yaml.safe_load(text)
         except yaml.YAMLError as e: raise ConfigError(f"{f} is not valid YAML: {e}") from None
+        if d is None:
+            raise ConfigError(f"{f} is empty: write the run's sections in it (see "
+                              f"{CONFIG_DIR / 'digits.yaml'}), "
+                              "or pass the name of a shipped config")
         if not isinstance(d, dict):
             raise ConfigError(f"{f} must hold a mapping of sections, got {type(d).__name__}")
     if isinstance(overrides, dict): items = overrides.items()
@@ -392,12 +412,18 @@ def build_dataset(cfg:Config, # the config
     if d.name == 'toy': return ToyPoints(d.toy, d.n, seed=cfg.seed + (split == 'test'))
     flip = d.flip and augment and split == 'train'
     root = Path(d.root)
-    if d.name == 'celebahq' and not (root.is_dir() and find_images(root)):
-        if d.src is None:
-            raise FileNotFoundError(
-                f"data.root={d.root} holds no images. Prepare CelebA-HQ first: "
-                "set data.src to the downloaded folder/zip/parquet "
-                "(it is resized into data.root on first use), or call "
-                f"flowmatch.data.prepare_celebahq(src, {d.root!r}, size={d.size})")
-        return prepare_celebahq(d.src, root, size=d.size, flip=flip)
+    if d.name == 'celebahq' and not (root / PREPARED).exists():  # new, or interrupted
+        if d.src is not None:
+            return prepare_celebahq(d.src, root, size=d.size, flip=flip, progress=cfg.progress)
+        n = len(find_images(root)) if root.is_dir() else 0
+        if n: raise FileNotFoundError(
+            f"data.root={d.root} holds {n} images but no {PREPARED}: its preparation did not "
+            "finish. Set data.src to the CelebA-HQ folder/zip/tar/parquet to complete it (files "
+            "already there are kept), or use data.name=image_folder to train on these images "
+            "as they are")
+        raise FileNotFoundError(
+            f"data.root={d.root} holds no images. Prepare CelebA-HQ first: "
+            "set data.src to the downloaded folder/zip/parquet "
+            "(it is resized into data.root on first use), or call "
+            f"flowmatch.data.prepare_celebahq(src, {d.root!r}, size={d.size})")
     return ImageFolder(root, d.size, flip=flip, labels=d.labels)

@@ -6,7 +6,7 @@
 __all__ = ['MANIFEST', 'source_fingerprint', 'LatentCache', 'LatentLoader']
 
 # %% ../nbs/08_latents.ipynb #5c699ec4
-import os, json, math, hashlib
+import os, json, math, hashlib, warnings, contextlib
 from pathlib import Path
 import numpy as np, torch
 from torch.utils.data import Dataset, DataLoader, Subset
@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import parse_flag_from_env
-from .data import atomic_write, write_json
+from .data import atomic_write, write_json, read_json, run_lock, fault_point
 from .vae import VAE, normalize_latents, denormalize_latents
 
 # %% ../nbs/08_latents.ipynb #eead138b
@@ -54,6 +54,12 @@ def _plan(dataset, vae, shard_size, flip, sample, seed, dtype):
                 shard_size=shard_size, num_shards=math.ceil(count / shard_size), flip=flip,
                 sample=sample, seed=seed, num_classes=int(getattr(dataset, 'num_classes', 0)),
                 vae=vae.fingerprint(), source=source_fingerprint(dataset), complete=False)
+
+def _plan_digest(plan):
+    "SHA-256 of what in the plan shapes the latents (what `_plan_diff` compares)."
+    keep = dict({k: plan[k] for k in _PLAN_KEYS}, source=plan['source'],
+                vae={k: plan['vae'][k] for k in ('config_hash', 'weights_hash')})
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
 
 def _plan_diff(old, new):
     "Human-readable differences between two plans (empty when the same cache would result)."
@@ -97,31 +103,55 @@ def _encode_shard(root, i, plan, items, vae, batch_size, num_workers, device, pb
         done += len(x)
         if pbar is not None: pbar.update(len(x))
     z, y = np.concatenate(zs), np.concatenate(ys).astype(np.int64)
-    z64 = z.astype(np.float64).swapaxes(0, 1).reshape(C, -1)
-    meta = dict(index=i, start=start, count=len(z), encoded_by=process, input_sha256=h.hexdigest(),
-                sum=z64.sum(1).tolist(), sumsq=(z64 ** 2).sum(1).tolist(), labels=y.tolist())
+    s, ss = _sums(z, C)
+    meta = dict(index=i, start=start, count=len(z), encoded_by=process, plan=_plan_digest(plan),
+                input_sha256=h.hexdigest(),
+                sum=s.tolist(), sumsq=ss.tolist(), labels=y.tolist())
     write_json(root / _shard_name(i, 'json'), meta)
+    fault_point('encode.shard_meta')
     _write_npy(root / _shard_name(i, 'npy'), z)  # last: its presence means the shard is complete
+    fault_point('encode.shard')
+
+def _sums(z, C):
+    "Per-channel sums of the values and of their squares, in float64 (what a shard's JSON keeps)."
+    z64 = np.asarray(z).astype(np.float64).swapaxes(0, 1).reshape(C, -1)
+    return z64.sum(1), (z64 ** 2).sum(1)
 
 # %% ../nbs/08_latents.ipynb #144b0dc5
-def _shard_problem(root, i, plan):
-    "Why shard i cannot be served ('' when it can)."
+def _shard_meta(root, i, fix=''):
+    return read_json(root / _shard_name(i, 'json'), fix)
+
+def _shard_problem(root, i, plan, verify=False):
+    "Why shard i cannot be served ('' when it can); `verify`: also compare its values and sums."
     S = plan['shard_size']
     n = min(S, plan['count'] - i * S)
     p, m = root / _shard_name(i, 'npy'), root / _shard_name(i, 'json')
     if not p.exists() or not m.exists():
         return f"missing shard {p.name if not p.exists() else m.name}"
+    try: meta = _shard_meta(root, i)
+    except ValueError: return f"{m.name} is damaged (not valid JSON)"
+    if meta.get('plan', _plan_digest(plan)) != _plan_digest(plan):
+        return f"{m.name} was encoded for another plan"
+    C = plan['shape'][0]
+    if meta.get('count') != n or len(meta.get('labels', ())) != n or len(meta.get('sum', ())) != C:
+        return f"{m.name} does not describe {n} latents of {plan['shape'][0]} channels"
     try: a = np.load(p, mmap_mode='r')
     except Exception as e: return f"{p.name} cannot be read ({type(e).__name__}: {e})"
     want = (n, *plan['shape'])
     if a.shape != want or a.dtype != np.dtype(plan['dtype']):
         return (f"{p.name} holds {a.dtype} latents of shape {a.shape}, "
                 f"the manifest expects {plan['dtype']} {want}")
+    if verify:
+        s, ss = _sums(a, plan['shape'][0])
+        if not (np.allclose(s, meta['sum'], rtol=1e-9, atol=1e-9)
+                and np.allclose(ss, meta['sumsq'], rtol=1e-9, atol=1e-9)):
+            return (f"{p.name} does not match the sums stored in {m.name} "
+                    "(its values changed on disk)")
     return ''
 
-def _problems(root, plan):
+def _problems(root, plan, verify=False):
     "Why each unusable shard of the cache at `root` cannot be served (empty when all can)."
-    return [p for p in (_shard_problem(root, i, plan) for i in range(plan['num_shards'])) if p]
+    return [p for i in range(plan['num_shards']) if (p := _shard_problem(root, i, plan, verify))]
 
 # %% ../nbs/08_latents.ipynb #eb3a4cf9
 def _finalize(root, plan):
@@ -129,8 +159,7 @@ def _finalize(root, plan):
     if problems:
         raise RuntimeError(f"cannot finish the cache at {root}: {len(problems)} shard(s) "
                            f"not done, e.g. {problems[0]}")
-    metas = [json.loads((root / _shard_name(i, 'json')).read_text())
-             for i in range(plan['num_shards'])]
+    metas = [_shard_meta(root, i) for i in range(plan['num_shards'])]
     A, B = np.sum([m['sum'] for m in metas], 0), np.sum([m['sumsq'] for m in metas], 0)
     M = plan['count'] * int(np.prod(plan['shape'][1:]))
     mean, var = A / M, (B - A ** 2 / M) / (M - 1)
@@ -140,34 +169,35 @@ def _finalize(root, plan):
     manifest = dict(plan, complete=True, shift=mean.tolist(),
                     scale=np.sqrt(np.maximum(var, 0)).tolist(), global_shift=float(gmean),
                     global_scale=float(np.sqrt(max(gvar, 0))), content_sha256=content)
-    write_json(root / MANIFEST, manifest, indent=1)
     return manifest
 
 # %% ../nbs/08_latents.ipynb #ec11ea87
+_REBUILD = ("encode it again with `flowmatch encode CONFIG`, or LatentCache.build with the same "
+            "dataset, VAE and settings")
+
 class LatentCache(Dataset):
     "A dataset's latents encoded once into memory-mapped shards + manifest; items (latent, label)."
     def __init__(self, root, # folder written by `LatentCache.build`
                  normalize:bool=True, # items and batches are (z - shift) / scale, per channel
                  vae:VAE|None=None, # when given: check it is the VAE the cache was encoded with
-                 dataset=None): # when given: check it is the source the cache was encoded from
+                 dataset=None, # when given: check it is the source the cache was encoded from
+                 verify:bool=False): # read every shard and compare it with its stored sums
         self.root, self.normalize = Path(root), normalize
         mp = self.root / MANIFEST
         if not mp.exists():
             raise FileNotFoundError(f"no latent cache at {self.root} ({MANIFEST} missing): "
                                     f"build one with LatentCache.build(root, dataset, vae)")
-        self.manifest = m = json.loads(mp.read_text())
-        problems = _problems(self.root, m)
+        self.manifest = m = read_json(mp, _REBUILD)
+        problems = _problems(self.root, m, verify)
         if problems or not m.get('complete'):
             raise RuntimeError(f"the latent cache at {self.root} is incomplete or damaged: "
                                f"{len(problems)} of {m['num_shards']} shards "
                                f"not usable{', e.g. ' + problems[0] if problems else ''}. "
-                               "Run LatentCache.build with the same dataset, VAE and settings "
-                               "to encode what is missing (finished shards are kept).")
+                               f"{_REBUILD} (finished shards are kept).")
         self.shape, self.shard_size = tuple(m['shape']), m['shard_size']
         self.num_classes = m['num_classes']
         self.shift, self.scale = torch.tensor(m['shift']), torch.tensor(m['scale'])
-        shard_meta = lambda i: json.loads((self.root / _shard_name(i, 'json')).read_text())
-        self.labels = np.concatenate([shard_meta(i)['labels']
+        self.labels = np.concatenate([_shard_meta(self.root, i, _REBUILD)['labels']
                                       for i in range(m['num_shards'])]).astype(np.int64)
         if len(self.labels) != m['count']:
             raise RuntimeError(f"{len(self.labels)} labels in the shards, "
@@ -241,6 +271,44 @@ def check_source(self:LatentCache, dataset):
                          f"vs the given {new['length']} items "
                          f"(fingerprint {new['fingerprint'][:12]}). Rebuild it for this dataset.")
 
+# %% ../nbs/08_latents.ipynb #e61708c7
+def _old_manifest(mp, say=True):
+    "The manifest at `mp`; None when there is none, or when it is damaged (then it is rewritten)."
+    if not mp.exists(): return None
+    try: return read_json(mp)
+    except ValueError as e:
+        if say: warnings.warn(f"{e}; rewriting it from the plan "
+                              "(every shard is checked against it)")
+        return None
+
+def _start_cache(root, old, plan):
+    "Main process: delete temporary files (and, overwriting, the old shards); write the plan."
+    root.mkdir(parents=True, exist_ok=True)
+    stale = old is not None and bool(_plan_diff(old, plan))  # only reached with overwrite=True
+    for f in root.iterdir():  # temporary files of an interrupted run are never used
+        if f.name.endswith('.tmp') or (stale and f.name.startswith('shard_')): f.unlink()
+    if old is None or stale or not old.get('complete'): write_json(root / MANIFEST, plan, indent=1)
+
+def _encode_missing(root, plan, dataset, vae, batch_size, num_workers, progress, acc):
+    "Encode this process's shards that are missing or fail verification; returns their indices."
+    problems = {i: _shard_problem(root, i, plan, verify=True) for i in range(plan['num_shards'])
+                if i % acc.num_processes == acc.process_index}
+    todo = [i for i, p in problems.items() if p]
+    for i in todo:
+        if not problems[i].startswith('missing'):
+            warnings.warn(f"the latent cache at {root}: {problems[i]}; encoding it again")
+    vae = vae.to(acc.device).eval()
+    items, S = _Items(dataset, plan['flip']), plan['shard_size']
+    total = sum(min(S, plan['count'] - i * S) for i in todo)
+    process = f'{acc.process_index}/{acc.num_processes}'
+    pbar = tqdm(total=total, disable=not (progress and acc.is_local_main_process), desc='encode',
+                unit='img')
+    with pbar, torch.inference_mode():
+        for i in todo:
+            _encode_shard(root, i, plan, items, vae, batch_size, num_workers, acc.device, pbar,
+                          process)
+    return todo
+
 # %% ../nbs/08_latents.ipynb #cf6e2453
 @patch(cls_method=True)
 def build(cls:LatentCache, root, # folder of the cache (created)
@@ -261,38 +329,25 @@ def build(cls:LatentCache, root, # folder of the cache (created)
     acc = (accelerator if accelerator is not None
            else PartialState(cpu=parse_flag_from_env('ACCELERATE_USE_CPU')))
     plan = _plan(dataset, vae, shard_size, flip, sample, seed, dtype)
-    mp = root / MANIFEST
-    if mp.exists() and not overwrite:
-        diff = _plan_diff(json.loads(mp.read_text()), plan)
-        if diff:
-            raise ValueError(f"{root} already holds a latent cache made differently: "
-                             f"{'; '.join(diff)}. Use another folder, or overwrite=True "
-                             "to delete it and encode again.")
-    if acc.is_main_process:
-        root.mkdir(parents=True, exist_ok=True)
-        old = json.loads(mp.read_text()) if mp.exists() else None
-        stale = old is not None and bool(_plan_diff(old, plan))  # only reached with overwrite=True
-        for f in root.iterdir():  # temporary files of an interrupted run are never used
-            if f.name.endswith('.tmp') or (stale and f.name.startswith('shard_')): f.unlink()
-        if old is None or stale or not old.get('complete'): write_json(mp, plan, indent=1)
-    acc.wait_for_everyone()
-    todo = [i for i in range(plan['num_shards'])
-            if i % acc.num_processes == acc.process_index and _shard_problem(root, i, plan)]
-    vae = vae.to(acc.device).eval()
-    items = _Items(dataset, flip)
-    S = plan['shard_size']
-    total = sum(min(S, plan['count'] - i * S) for i in todo)
-    process = f'{acc.process_index}/{acc.num_processes}'
-    pbar = tqdm(total=total, disable=not (progress and acc.is_local_main_process), desc='encode',
-                unit='img')
-    with pbar, torch.inference_mode():
-        for i in todo:
-            _encode_shard(root, i, plan, items, vae, batch_size, num_workers, acc.device, pbar,
-                          process)
-    acc.wait_for_everyone()
-    if acc.is_main_process and not json.loads(mp.read_text()).get('complete'):
-        _finalize(root, plan)
-    acc.wait_for_everyone()
+    main = acc.is_main_process
+    with run_lock(root) if main else contextlib.nullcontext():
+        old = _old_manifest(root / MANIFEST, main)
+        if old is not None and not overwrite:
+            diff = _plan_diff(old, plan)
+            if diff:
+                raise ValueError(f"{root} already holds a latent cache made differently: "
+                                 f"{'; '.join(diff)}. Use another folder, or overwrite=True "
+                                 "to delete it and encode again.")
+        if main: _start_cache(root, old, plan)
+        acc.wait_for_everyone()
+        todo = _encode_missing(root, plan, dataset, vae, batch_size, num_workers, progress, acc)
+        acc.wait_for_everyone()
+        if main:
+            done = _finalize(root, plan)
+            if done != _old_manifest(root / MANIFEST, False):  # new, or shards were encoded again
+                fault_point('encode.manifest')
+                write_json(root / MANIFEST, done, indent=1)
+        acc.wait_for_everyone()
     cache = cls(root)
     cache.encoded_shards = todo  # what this call encoded (this process)
     return cache

@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['LR_SCHEDULES', 'PRECISIONS', 'NAN_POLICIES', 'TRACKERS', 'TrainConfig', 'batch_indices', 'flow_matching_loss',
-           'lr_multiplier', 'EMA', 'checkpoints', 'latest_checkpoint', 'read_log', 'NonFiniteLossError',
-           'release_accelerate_state', 'build_optimizer', 'planned_steps', 'Trainer']
+           'lr_multiplier', 'EMA', 'checkpoints', 'latest_checkpoint', 'read_log', 'checkpoint_problems',
+           'NonFiniteLossError', 'release_accelerate_state', 'build_optimizer', 'planned_steps', 'Trainer']
 
 # %% ../nbs/10_train.ipynb #e5c7a524
-import os, math, json, time, copy, shutil, typing, warnings, contextlib, importlib.util
+import os, math, json, time, copy, shutil, typing, hashlib, zipfile, warnings, contextlib
+import importlib.util
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -17,7 +18,8 @@ from torch.utils.data import DataLoader
 from fastcore.basics import patch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState, PartialState
-from accelerate.utils import set_seed, is_tensorboard_available
+from accelerate.utils import set_seed, is_tensorboard_available, broadcast_object_list
+from safetensors import safe_open
 from safetensors.torch import save_file, load_file
 from safetensors.torch import save_model as save_safetensors_model
 from safetensors.torch import load_model as load_safetensors_model
@@ -25,6 +27,9 @@ from tqdm.auto import tqdm
 from .paths import AffinePath, UniformTime, LogitNormalTime, TIME_SAMPLERS, COUPLINGS
 from .images import image_grid, save_png, picture_array  # image_grid: imported from here before
 from .schema import Section
+from .data import (atomic_write, write_json, read_json, sync_folder, replace_folder, remove_folder,
+                            run_lock, fault_point)
+from .latents import source_fingerprint
 
 # %% ../nbs/10_train.ipynb #fdcfc0cd
 LR_SCHEDULES = ('constant', 'cosine')
@@ -155,13 +160,17 @@ class EMA:
 # %% ../nbs/10_train.ipynb #8ae4b154
 _CKPT_PREFIX = 'step_'
 
-def checkpoints(output_dir) -> list:
-    "Complete checkpoints in `output_dir/checkpoints`, oldest first (skips interrupted saves)."
+def _step_folders(output_dir) -> list:
+    "Every checkpoint folder `step_XXXXXXXX` of `output_dir`, oldest first, complete or not."
     d = Path(output_dir) / 'checkpoints'
     if not d.is_dir(): return []
     found = [p for p in d.iterdir() if p.is_dir() and p.name.startswith(_CKPT_PREFIX)
-             and p.name[len(_CKPT_PREFIX):].isdigit() and (p / 'trainer_state.json').exists()]
+             and p.name[len(_CKPT_PREFIX):].isdigit()]
     return sorted(found, key=lambda p: int(p.name[len(_CKPT_PREFIX):]))
+
+def checkpoints(output_dir) -> list:
+    "Complete checkpoints in `output_dir/checkpoints`, oldest first (skips interrupted saves)."
+    return [p for p in _step_folders(output_dir) if (p / 'trainer_state.json').exists()]
 
 def latest_checkpoint(output_dir):
     "The newest complete checkpoint in `output_dir`, or None."
@@ -178,9 +187,62 @@ def read_log(output_dir) -> list:
         except json.JSONDecodeError: break
     return out
 
+# %% ../nbs/10_train.ipynb #1af11427
+def _sha256(path, chunk=1 << 22):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while block := f.read(chunk): h.update(block)
+    return h.hexdigest()
+
+def _state_digest(state:dict) -> str:
+    "SHA-256 of a run state without its own digest, so that trainer_state.json checks itself."
+    rest = {k: v for k, v in state.items() if k != 'state_sha256'}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
+
+def _structure_problems(path):
+    "Checks of a checkpoint from before sizes and checksums were kept: headers, zip directories."
+    out = []
+    for f in sorted(p for p in path.iterdir() if p.is_file()):
+        try:
+            if f.suffix == '.safetensors':
+                with safe_open(f, 'pt') as s: s.keys()  # the header; the data fills the file
+            elif f.suffix in ('.bin', '.pkl', '.pt'):
+                with zipfile.ZipFile(f) as z: z.infolist()  # torch.save writes a zip archive
+        except Exception as e: out.append(f"{f.name} is damaged ({type(e).__name__})")
+    return out
+
+def checkpoint_problems(path) -> list: # a checkpoint folder
+    "What is wrong with checkpoint `path`, one item per damaged file (empty: complete and intact)."
+    path = Path(path)
+    if not path.is_dir(): return [f"{path} is not a folder"]
+    if not (path / 'trainer_state.json').exists():
+        return ["trainer_state.json is missing (the save did not finish)"]
+    try: st = read_json(path / 'trainer_state.json')
+    except ValueError: return ["trainer_state.json is damaged (not valid JSON)"]
+    files = st.get('files') if isinstance(st, dict) else None
+    if not isinstance(files, dict): return _structure_problems(path)
+    if st.get('state_sha256', _state_digest(st)) != _state_digest(st):
+        return ["trainer_state.json does not match its SHA-256 (changed on disk)"]
+    out = []
+    for name, (size, digest) in sorted(files.items()):
+        f = path / name
+        if not f.is_file(): out.append(f"{name} is missing")
+        elif f.stat().st_size != size:
+            out.append(f"{name} has {f.stat().st_size:,} bytes, {size:,} were written")
+        elif _sha256(f) != digest:
+            out.append(f"{name} does not match its SHA-256 (changed on disk)")
+    return out
+
+def _intact(output_dir):
+    "Which checkpoints of `output_dir` are intact, in words, for an error message."
+    good = [p.name for p in reversed(_step_folders(output_dir)) if not checkpoint_problems(p)]
+    if not good: return f"No intact checkpoint is left in {Path(output_dir) / 'checkpoints'}"
+    return (f"Intact checkpoints: {', '.join(good)}; resume from one of them, "
+            "or with resume=True (--resume) for the newest")
+
 # %% ../nbs/10_train.ipynb #8e2f2c97
 class NonFiniteLossError(FloatingPointError):
-    "Raised when the loss is NaN or infinite and `nan_policy='stop'`."
+    "Raised when the loss (`nan_policy='stop'`) or the weights to be saved are NaN or infinite."
 
 def release_accelerate_state():
     "Forget a single-process `Accelerator`/`PartialState`'s global state so new settings apply."
@@ -373,47 +435,114 @@ def _flush(self:Trainer, pending, log):
 # %% ../nbs/10_train.ipynb #b4e70c8f
 @patch
 def save_checkpoint(self:Trainer) -> Path:
-    "Checkpoint the current step atomically (temp folder, then `os.replace`); returns its path."
+    "Checkpoint this step: finite weights, files flushed and checksummed, folder renamed."
     acc, ck = self.accelerator, self.output_dir / 'checkpoints'
-    final, tmp = ck / f'{_CKPT_PREFIX}{self.step:08d}', ck / f'.tmp_{_CKPT_PREFIX}{self.step:08d}'
+    name = f'{_CKPT_PREFIX}{self.step:08d}'
+    final, tmp = ck / name, ck / f'.tmp_{name}'
+    self._check_finite()
     if acc.is_main_process: shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
     acc.wait_for_everyone()
     acc.save_state(str(tmp))
+    fault_point('checkpoint.saved')
     rng = dict(noise=self.generator.get_state(), torch=torch.get_rng_state())
     if torch.cuda.is_available(): rng['cuda'] = torch.cuda.get_rng_state()
     save_file(rng, tmp / f'rng_{self.rank}.safetensors')
+    acc.wait_for_everyone()  # every process has written its files
     if acc.is_main_process:
         save_safetensors_model(self.ema.model, str(tmp / 'ema.safetensors'))
-        state = dict(self._run_identity(), step=self.step,
+        sync_folder(tmp)
+        files = {f.name: [f.stat().st_size, _sha256(f)]
+                 for f in sorted(tmp.iterdir()) if f.is_file()}
+        state = dict(self._identity(), step=self.step,
                      micro_batches=self.step * self.config.grad_accum,
-                     skipped_steps=self.skipped_steps)
-        (tmp / 'trainer_state.json').write_text(json.dumps(state, indent=1))
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        if final.exists(): shutil.rmtree(final)
-        os.replace(tmp, final)
-        for old in checkpoints(self.output_dir)[:-self.config.keep_last]: shutil.rmtree(old)
+                     skipped_steps=self.skipped_steps, config=self.config.to_dict(), files=files)
+        state['state_sha256'] = _state_digest(state)  # the state file checks itself
+        write_json(tmp / 'trainer_state.json', state, indent=1)  # last: the folder is complete
+        fault_point('checkpoint.written')
+        replace_folder(tmp, final, 'checkpoint')
+        for old in checkpoints(self.output_dir)[:-self.config.keep_last]:
+            remove_folder(old, 'checkpoint')
     acc.wait_for_everyone()
     return final
 
 @patch
-def _run_identity(self:Trainer):
+def _check_finite(self:Trainer):
+    "Raise `NonFiniteLossError`, before anything is written, if model or EMA weights hold NaN/inf."
+    for what, m in (('model', self.unwrapped_model), ('EMA', self.ema.model)):
+        named = [(k, t) for k, t in m.state_dict().items() if t.is_floating_point()]
+        if not named or bool(torch.stack([t.isfinite().all() for _, t in named]).all()): continue
+        first = next(k for k, t in named if not t.isfinite().all())
+        last = latest_checkpoint(self.output_dir)
+        raise NonFiniteLossError(
+            f"step {self.step}: the {what} weights hold NaN or inf (first: {first!r}), so no "
+            "checkpoint was written. "
+            + (f"The last checkpoint, {last}, has finite weights: resume from it" if last
+               else "No checkpoint was written before: start again") + " with a lower lr")
+
+@patch
+def _identity(self:Trainer) -> dict:
+    "What a checkpoint shares with the run that resumes it: data order, random streams, model."
     c = self.config
+    if getattr(self, '_data_id', None) is None:
+        # random flips become fixed; the run's random state is untouched
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            try: self._data_id = source_fingerprint(self.dataset)
+            except Exception: self._data_id = dict(length=len(self.dataset), fingerprint=None)
+    model = {k: list(v.shape) for k, v in self.unwrapped_model.state_dict().items()}
     return dict(world_size=self.world_size, batch_size=c.batch_size, grad_accum=c.grad_accum,
-                seed=c.seed, dataset_len=len(self.dataset))
+                seed=c.seed, dataset=self._data_id, model=model)
+
+# %% ../nbs/10_train.ipynb #953304d2
+_REFUSED = ('world_size', 'batch_size', 'grad_accum', 'seed')
+
+def _shape(s): return 'absent' if s is None else str(tuple(s))
+
+def _resume_refusals(saved:dict, now:dict) -> list:
+    "What differs between a checkpoint's identity and this run's, in words (empty: resumable)."
+    out = [f"{k} {saved[k]} -> {now[k]}" for k in _REFUSED if k in saved and saved[k] != now[k]]
+    sd = saved.get('dataset') or dict(length=saved.get('dataset_len'), fingerprint=None)
+    nd = now['dataset']
+    both = sd['fingerprint'] and nd['fingerprint']
+    if sd['length'] is not None and (sd['length'] != nd['length'] or (both and sd != nd)):
+        out.append(f"dataset {sd['length']} items (fingerprint {str(sd['fingerprint'])[:12]}) -> "
+                   f"{nd['length']} items (fingerprint {str(nd['fingerprint'])[:12]})")
+    sm, nm = saved.get('model'), now['model']
+    if sm is not None and sm != nm:
+        diff = [f"{k} {_shape(sm.get(k))} -> {_shape(nm.get(k))}"
+                for k in sorted(set(sm) | set(nm)) if sm.get(k) != nm.get(k)]
+        more = f' and {len(diff) - 3} more' if len(diff) > 3 else ''
+        out.append('model ' + ', '.join(diff[:3]) + more)
+    sp, np_ = saved.get('config', {}).get('mixed_precision'), now['config']['mixed_precision']
+    if sp is not None and (sp == 'fp16') != (np_ == 'fp16'):
+        out.append(f"mixed_precision {sp} -> {np_}")
+    return out
+
+def _resume_changes(saved_cfg:dict, now_cfg:dict) -> dict:
+    "The settings that differ from the checkpoint's run and are applied: {key: (saved, now)}."
+    return {k: (saved_cfg[k], v) for k, v in now_cfg.items()
+            if k in saved_cfg and saved_cfg[k] != v and k not in (*_REFUSED, 'output_dir')}
 
 @patch
 def load_checkpoint(self:Trainer, path): # a checkpoint folder
-    "Restore model, optimizer, schedule, EMA, random streams, step and data position from `path`."
+    "Check every file of `path`, then restore model, optimizer, EMA, random streams, data position."
     path = Path(path)
-    if not (path / 'trainer_state.json').exists():
-        raise FileNotFoundError(f"{path} is not a complete flowmatch checkpoint "
-                                "(no trainer_state.json)")
-    st = json.loads((path / 'trainer_state.json').read_text())
-    diff = {k: (st.get(k), v) for k, v in self._run_identity().items() if st.get(k) != v}
-    if diff:
-        raise ValueError(f"Cannot resume {path} exactly, these settings differ (saved, now): "
-                         f"{diff}; use the saved values")
+    problems = checkpoint_problems(path)
+    if problems: raise ValueError(f"checkpoint {path} is damaged: {'; '.join(problems)}. "
+                                  + _intact(path.parent.parent))
+    self._restore(path)
+
+@patch
+def _restore(self:Trainer, path):
+    "Restore checked checkpoint `path` (not another run's); apply this config's optimizer settings."
+    st = read_json(path / 'trainer_state.json')
+    now = dict(self._identity(), config=self.config.to_dict())
+    refused = _resume_refusals(st, now)
+    if refused:
+        raise ValueError(f"Cannot resume {path}: these settings differ (saved -> now): "
+                         f"{'; '.join(refused)}. They fix the data order, the random streams or "
+                         "the model: use the saved values, or start a new run in another "
+                         "output_dir")
     self.accelerator.load_state(str(path), load_kwargs=dict(weights_only=True))
     # read on CPU, copied into place
     load_safetensors_model(self.ema.model, str(path / 'ema.safetensors'))
@@ -421,40 +550,85 @@ def load_checkpoint(self:Trainer, path): # a checkpoint folder
     self.generator.set_state(rng['noise']); torch.set_rng_state(rng['torch'])
     if 'cuda' in rng and torch.cuda.is_available(): torch.cuda.set_rng_state(rng['cuda'])
     self.step, self.skipped_steps = st['step'], st['skipped_steps']
+    self.resume_changes = _resume_changes(st.get('config') or {}, now['config'])
+    self._apply_optimizer_settings()
+
+@patch
+def _apply_optimizer_settings(self:Trainer):
+    "lr, betas and weight decay from this run's config into the restored optimizer and schedule."
+    cfg, sched = self.config, self.scheduler.scheduler
+    groups = self.optimizer.optimizer.param_groups
+    for g in groups:
+        g['initial_lr'], g['betas'] = cfg.lr, tuple(cfg.betas)
+        g['weight_decay'] = cfg.weight_decay if any(p.ndim >= 2 for p in g['params']) else 0.0
+    sched.base_lrs = [cfg.lr] * len(groups)  # LambdaLR restores the saved ones otherwise
+    for g, lam in zip(groups, sched.lr_lambdas): g['lr'] = cfg.lr * lam(sched.last_epoch)
+    sched._last_lr = [g['lr'] for g in groups]
 
 # %% ../nbs/10_train.ipynb #1d50da9d
+def _pick(output_dir, resume) -> tuple:
+    "(checkpoint or None, warnings, error or None): newest intact one for resume=True, or `resume`."
+    if resume not in (True, 'latest'):
+        bad = checkpoint_problems(resume)
+        if not bad: return Path(resume), [], None
+        return None, [], f"checkpoint {resume} is damaged: {'; '.join(bad)}. {_intact(output_dir)}"
+    damaged = []
+    for p in reversed(_step_folders(output_dir)):
+        bad = checkpoint_problems(p)
+        if not bad:
+            return p, [f"checkpoint {n} is damaged ({'; '.join(b)}): resuming from {p.name}, "
+                       "the newest intact one" for n, b in damaged], None
+        damaged.append((p.name, bad))
+    if not damaged: return None, [], None  # nothing saved yet: a fresh start
+    where = Path(output_dir) / 'checkpoints'
+    listed = '; '.join(f"{n} ({'; '.join(b)})" for n, b in damaged)
+    return None, [], (f"no intact checkpoint in {where}: {listed}. Restore the files, "
+                      f"or delete {where} to train from the start")
+
+def _write_log(records, f):
+    f.write(''.join(json.dumps(r) + '\n' for r in records).encode())
+    fault_point('log.rewrite')
+
 @patch
 def _start(self:Trainer, resume):
-    "Resume if asked, trim the log to the restored step, write run.json, print the world size."
+    "Pick and load the checkpoint, trim the log to its step, write run.json, print the run's line."
     acc, cfg, out = self.accelerator, self.config, self.output_dir
-    if resume in (True, 'latest'): ckpt = latest_checkpoint(out)
-    elif resume: ckpt = Path(resume)
-    else:
-        ckpt = None
-        if self.step == 0 and latest_checkpoint(out) is not None:
-            raise FileExistsError(f"{out} already holds checkpoints "
-                                  f"(latest: {latest_checkpoint(out).name}); "
-                                  "pass resume=True to continue that run, or use a new output_dir")
-    if ckpt is not None: self.load_checkpoint(ckpt)
+    if not resume and self.step == 0 and _step_folders(out):
+        raise FileExistsError(f"{out} already holds checkpoints "
+                              f"(latest: {_step_folders(out)[-1].name}): "
+                              "pass resume=True to continue that run, or use a new output_dir")
+    picked = [_pick(out, resume) if resume and acc.is_main_process else (None, [], None)]
+    if self.world_size > 1: broadcast_object_list(picked)  # one choice for every process
+    ckpt, notes, err = picked[0]
+    if err: raise ValueError(err)
     if acc.is_main_process:
-        (out / 'checkpoints').mkdir(parents=True, exist_ok=True)
-        for stale in (out / 'checkpoints').glob('.tmp_*'): shutil.rmtree(stale)
+        for n in notes: warnings.warn(n)
+    self.resume_changes = {}
+    if ckpt is not None: self._restore(ckpt)
+    if acc.is_main_process:
+        ck = out / 'checkpoints'; ck.mkdir(parents=True, exist_ok=True)
+        for stale in [*ck.glob('.tmp_*'), *ck.glob('.deleting_*')]: shutil.rmtree(stale)
+        for stale in out.glob('.log.jsonl.*.tmp'): stale.unlink()
         kept = [r for r in read_log(out) if r['step'] <= self.step]
-        (out / 'log.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in kept))
+        atomic_write(out / 'log.jsonl', partial(_write_log, kept))  # old or new, never half
         run = dict(config=cfg.to_dict(), world_size=self.world_size, device=str(self.device),
                    distributed_type=acc.distributed_type.value, max_steps=self.max_steps,
-                   resumed_from=str(ckpt) if ckpt else None)
-        (out / 'run.json').write_text(json.dumps(run, indent=1))
+                   resumed_from=str(ckpt) if ckpt else None,
+                   changed_on_resume={k: list(v) for k, v in self.resume_changes.items()})
+        write_json(out / 'run.json', run, indent=1)
         if acc.log_with:
             flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
                     for k, v in cfg.to_dict().items()}
             acc.init_trackers('flowmatch', config=flat)
     acc.wait_for_everyone()
+    changed = ', '.join(f'{k} {a} -> {b}' for k, (a, b) in self.resume_changes.items())
     acc.print(f"flowmatch: {self.world_size} process(es) ({acc.distributed_type.value}) "
               f"on {self.device.type}; global batch {cfg.batch_size} x {self.world_size} x "
               f"{cfg.grad_accum}; mixed precision {cfg.mixed_precision}; steps {self.step} -> "
-              f"{self.max_steps}" + (f"; resumed from {ckpt}" if ckpt else ''))
+              f"{self.max_steps}" + (f"; resumed from {ckpt}" if ckpt else '')
+              + (f"; changed on resume: {changed}" if changed else ''))
 
+# %% ../nbs/10_train.ipynb #d328a60b
 @patch
 def _log_picture(self:Trainer, a): # (H, W, 3) uint8
     "Send a sample grid to the trackers that take pictures (TensorBoard: one NHWC batch; others: a list)."
@@ -476,8 +650,15 @@ def _sample(self:Trainer):
 
 # %% ../nbs/10_train.ipynb #bd8d187a
 @patch
-def fit(self:Trainer, resume=None): # None/False: fresh; True/'latest': last checkpoint; or a path
+def fit(self:Trainer, resume=None): # None/False: fresh; True/'latest': newest intact; or a path
     "Train to `max_steps`; returns the trainer, with this call's per-step records in `.history`."
+    # the main process holds the run folder: a second program writing it is refused
+    main = self.accelerator.is_main_process
+    with run_lock(self.output_dir) if main else contextlib.nullcontext():
+        return self._fit(resume)
+
+@patch
+def _fit(self:Trainer, resume):
     acc, cfg = self.accelerator, self.config
     self._start(resume)
     self.model.train()
