@@ -130,12 +130,17 @@ def compact_figures(colors:int=256, # palette size of the PNGs
     from matplotlib.figure import Figure
     ip = get_ipython()
     if ip is None: return
-    import matplotlib.pyplot  # first sets up the inline backend, whose PNG formatter we replace
     def png(fig):
         buf = io.BytesIO()
         fig.savefig(buf, format='png', bbox_inches='tight', dpi=dpi or 'figure')
         return array_png(np.asarray(Image.open(buf).convert('RGB')), colors, compress_level=9)
-    ip.display_formatter.formatters['image/png'].for_type(Figure, png)
+    # the inline backend installs its own PNG formatter when it is set up, which recent matplotlib does lazily (at the first
+    # figure): ours is installed now and again after every cell, so it is the one that shows the figures of each cell
+    def install(*_): ip.display_formatter.formatters['image/png'].for_type(Figure, png)
+    import matplotlib.pyplot as plt
+    plt.close(plt.figure())  # sets the backend up now
+    install()
+    ip.events.register('post_run_cell', install)
 
 # %% ../nbs/05_images.ipynb #9ce7bb05
 def picture_array(img) -> np.ndarray: # figure, PIL image, or tensor (C, H, W) / (B, C, H, W) in [-1, 1]
