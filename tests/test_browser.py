@@ -1,4 +1,4 @@
-"""The explorers chapter (nbs/18_widgets.ipynb) in a real browser: JupyterLab opens a copy of it in headless Chromium.
+"""The explorers chapter (nbs/20_widgets.ipynb) in a real browser: JupyterLab opens a copy of it in headless Chromium.
 
 Before it is run, each explorer's output must show a static picture (and no "Error displaying widget"). After Run All, no cell
 may fail, all three explorers must render, and moving each explorer's t slider with the keyboard must change its picture.
@@ -11,7 +11,7 @@ from flowmatch.launch import free_port
 from _browser import browser
 
 ROOT = Path(__file__).resolve().parent.parent
-NB = ROOT / 'nbs' / '18_widgets.ipynb'
+NB = ROOT / 'nbs' / '20_widgets.ipynb'
 SHOTS = ROOT / 'out' / 'browser'
 EXPLORERS = {'fm-explorer-2d': '2-D explorer', 'fm-explorer-images': 'image explorer', 'fm-explorer-paths': 'path viewer'}
 
