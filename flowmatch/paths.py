@@ -5,10 +5,12 @@
 # %% auto #0
 __all__ = ['TIME_SAMPLERS', 'COUPLINGS', 'SchedulerOutput', 'Scheduler', 'CondOTScheduler', 'CosineScheduler', 'VPScheduler',
            'PolynomialScheduler', 'PathSample', 'AffinePath', 'UniformTime', 'LogitNormalTime', 'shift_time',
-           'IndependentCoupling', 'OTCoupling']
+           'IndependentCoupling', 'pairing_cost', 'assignment', 'OTCoupling', 'pair_ahead']
 
 # %% ../nbs/00_paths.ipynb #73cd52ae
 import math
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 import numpy as np, torch
 from scipy.optimize import linear_sum_assignment
@@ -189,18 +191,70 @@ class IndependentCoupling:
     def __call__(self, x0, x1, y=None): return x0, x1
     def __repr__(self): return 'IndependentCoupling()'
 
+def pairing_cost(x0:torch.Tensor, # noise (B, ...)
+                 x1:torch.Tensor # data (B, ...)
+                ) -> np.ndarray: # (B, B) float64: entry (i, j) is ||x0[i] - x1[j]||^2
+    "Squared distances between flattened batches, as one matrix product on their device."
+    a, b = x0.detach().flatten(1), x1.detach().flatten(1)
+    # float64 on the CPU; float32 where the matmul is fast (accelerators)
+    dtype = torch.float64 if a.device.type == 'cpu' else torch.float32
+    a, b = a.to(dtype), b.to(dtype)
+    cost = a.pow(2).sum(1)[:, None] + b.pow(2).sum(1)[None] - 2 * a @ b.T
+    return cost.cpu().double().numpy()
+
+def assignment(cost:np.ndarray) -> np.ndarray:
+    "`perm` minimising sum_j cost[perm[j], j] over permutations: column j gets row perm[j]."
+    rows, cols = linear_sum_assignment(cost)
+    perm = np.empty_like(rows); perm[cols] = rows
+    return perm
+
+# %% ../nbs/00_paths.ipynb #46aa6a6e
 class OTCoupling:
-    "Exact minibatch optimal transport: reorders x0 to minimise the summed squared distance to x1."
-    def __call__(self, x0:torch.Tensor, # noise, shape (B, ...)
-                 x1:torch.Tensor, # data, same shape; stays in place
-                 y:torch.Tensor=None): # class labels (B,) of the data, or None
+    "Exact minibatch OT: x0 reordered to minimise sum |x0 - x1|^2, within each class if labelled."
+    def permutation(self, x0:torch.Tensor, # noise, shape (B, ...)
+                    x1:torch.Tensor, # data, same shape
+                    y:torch.Tensor=None # labels (B,): pair within each class; None: the whole batch
+                   ) -> torch.Tensor: # (B,) on x0's device: x0[perm] is paired with x1
+        "The optimal reordering of the noise."
         if x0.shape != x1.shape:
             raise ValueError('OTCoupling pairs equal batches: x0 and x1 must have the same shape, '
                              f'got {tuple(x0.shape)} and {tuple(x1.shape)}.')
-        cost = torch.cdist(x0.detach().flatten(1).double(), x1.detach().flatten(1).double()).pow(2)
-        rows, cols = linear_sum_assignment(cost.cpu().numpy())
-        perm = np.empty_like(rows); perm[cols] = rows          # x1[j] is paired with x0[perm[j]]
-        return x0[torch.as_tensor(perm, device=x0.device)], x1
+        cost = pairing_cost(x0, x1)
+        if y is None: perm = assignment(cost)
+        else:
+            y = torch.as_tensor(y).detach().cpu().numpy()
+            if y.shape != (len(x1),):
+                raise ValueError(f'y must hold one label per batch item, shape ({len(x1)},), '
+                                 f'got shape {y.shape}.')
+            perm = np.arange(len(y))
+            for c in np.unique(y):
+                idx = np.flatnonzero(y == c)
+                if len(idx) > 1: perm[idx] = idx[assignment(cost[np.ix_(idx, idx)])]
+        return torch.as_tensor(perm, device=x0.device)
+
+    def __call__(self, x0:torch.Tensor, # noise, shape (B, ...)
+                 x1:torch.Tensor, # data, same shape; stays in place
+                 y:torch.Tensor=None): # class labels (B,) of the data, or None
+        return x0[self.permutation(x0, x1, y)], x1
     def __repr__(self): return 'OTCoupling()'
 
 COUPLINGS = dict(independent=IndependentCoupling, ot=OTCoupling)  # by the names configs use
+
+# %% ../nbs/00_paths.ipynb #da86d79a
+def pair_ahead(batches, # iterable of (x0, x1, y, ...): noise, data, labels or None, anything else
+               coupling, # coupling(x0, x1, y=y) -> (x0, x1)
+               ahead:int=1): # later batches paired in background threads meanwhile; 0: pair in line
+    "Yield the batches with (x0, x1) paired by `coupling`; `ahead` later ones pair in threads."
+    if int(ahead) != ahead or ahead < 0:
+        raise ValueError(f'ahead must be an integer >= 0 (0: pair in line), got {ahead!r}.')
+    if ahead == 0:
+        for x0, x1, y, *rest in batches: yield (*coupling(x0, x1, y=y), y, *rest)
+        return
+    with ThreadPoolExecutor(int(ahead)) as pool:
+        queue = deque()
+        for x0, x1, y, *rest in batches:     # drawn in order, in the caller's thread
+            queue.append((pool.submit(coupling, x0, x1, y=y), y, rest))
+            if len(queue) > ahead:
+                pairs, y_, rest_ = queue.popleft(); yield (*pairs.result(), y_, *rest_)
+        while queue:
+            pairs, y_, rest_ = queue.popleft(); yield (*pairs.result(), y_, *rest_)

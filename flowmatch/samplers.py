@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['FIXED_STEP_METHODS', 'EVALS_PER_STEP', 'METHODS', 'time_grid', 'euler_step', 'midpoint_step', 'heun_step', 'rk4_step',
-           'CountNFE', 'Trajectory', 'sample', 'steps_for_nfe', 'GaussianVelocity', 'predict_x1',
-           'ClassifierFreeGuidance', 'guided', 'sample_sde', 'value_and_divergence', 'log_likelihood']
+           'CountNFE', 'Trajectory', 'sample', 'steps_for_nfe', 'GaussianVelocity', 'GaussianMixtureVelocity',
+           'predict_x1', 'ClassifierFreeGuidance', 'guided', 'sample_sde', 'value_and_divergence', 'log_likelihood']
 
 # %% ../nbs/01_samplers.ipynb #0bb7b41f
 import math
@@ -164,10 +164,52 @@ class GaussianVelocity(nn.Module):
         *_, Q, var, r = self._parts(x, t, mu)
         return -(r / var) @ Q.T
 
+    def loss_floor(self, t):
+        "tr Cov[u_t | x_t]: the least flow matching loss E|v(x_t, t) - u_t|^2 at times t."
+        o = self.scheduler(torch.as_tensor(t, dtype=self.lam.dtype, device=self.lam.device))
+        a, s, da, ds = (c[..., None] for c in (o.alpha_t, o.sigma_t, o.d_alpha_t, o.d_sigma_t))
+        lam = self.lam
+        return (da**2*lam + ds**2 - (da*a*lam + ds*s)**2 / (a**2*lam + s**2)).sum(-1)
+
     def log_prob(self, x, t=1., mu=None):
         "log N(x; alpha_t mu, C_t); at t = 1 the data density."
         *_, var, r = self._parts(x, t, mu)
         return -0.5 * (r**2 / var + torch.log(2 * math.pi * var)).sum(-1)
+
+# %% ../nbs/01_samplers.ipynb #807c305b
+class GaussianMixtureVelocity(nn.Module):
+    "Exact marginal velocity of the path N(0, I) -> sum_k w_k N(mu_k, cov), with density and score."
+    def __init__(self, means:torch.Tensor, # component means (K, D)
+                 cov:torch.Tensor, # covariance shared by the components (D, D)
+                 weights:torch.Tensor=None, # component weights (K,), normalised here; None: equal
+                 scheduler=CondOTScheduler()): # alpha_t, sigma_t of the path
+        super().__init__()
+        K, D = means.shape
+        w = torch.full((K,), 1/K, dtype=means.dtype) if weights is None else weights / weights.sum()
+        if not (w > 0).all(): raise ValueError(f'weights must be positive, got {w.tolist()}.')
+        self.gauss = GaussianVelocity(torch.zeros(D, dtype=means.dtype), cov, scheduler)
+        self.register_buffer('means', means.clone()); self.register_buffer('log_w', w.log())
+
+    def _each(self, fn, x, t):
+        "fn(x, t, mu_k) for every component, stacked to (B, K, ...)."
+        return torch.stack([fn(x, t, m.expand_as(x)) for m in self.means], 1)
+
+    def posterior(self, x, t):
+        "gamma_k(x, t): probability of each component given x_t = x, shape (B, K)."
+        return (self._each(self.gauss.log_prob, x, t) + self.log_w).softmax(1)
+
+    def forward(self, x:torch.Tensor, # points (B, D)
+                t:torch.Tensor): # times (B,)
+        "u_t(x) = sum_k gamma_k(x, t) v_k(x, t)."
+        return (self.posterior(x, t)[..., None] * self._each(self.gauss, x, t)).sum(1)
+
+    def score(self, x, t):
+        "Score of the mixture p_t at x."
+        return (self.posterior(x, t)[..., None] * self._each(self.gauss.score, x, t)).sum(1)
+
+    def log_prob(self, x, t=1.):
+        "log p_t(x); at t = 1 the data density."
+        return (self._each(self.gauss.log_prob, x, t) + self.log_w).logsumexp(1)
 
 # %% ../nbs/01_samplers.ipynb #25ffc737
 @torch.no_grad()

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np, torch, torch.nn as nn
 from scipy.optimize import linear_sum_assignment
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
-from .paths import AffinePath, CondOTScheduler, UniformTime, COUPLINGS
+from .paths import (AffinePath, CondOTScheduler, UniformTime, COUPLINGS, IndependentCoupling,
+                             pair_ahead)
 from .samplers import sample, guided, Trajectory
 
 # %% ../nbs/02_toy.ipynb #f5ff71a4
@@ -135,28 +136,34 @@ class MLPVelocity(nn.Module, HubModel, **hub_card('flowmatch.toy.MLPVelocity', [
 def fit_velocity(model:nn.Module, # velocity model(x, t, **cond)
                  draw, # draw(generator) -> (x0, x1, cond): source, data and model keywords
                  steps:int, lr:float=2e-3,
-                 coupling:str='independent', # 'independent' or 'ot' (exact minibatch OT)
+                 coupling='independent', # 'independent', 'ot' (exact OT) or a coupling(x0, x1, y=)
                  path:AffinePath=None, # defaults to the CondOT path
                  seed:int=0, # seeds the generator handed to `draw` and to the times
                  callback=None, # called as callback(step, loss) after every step
-                 desc:str=None): # if given, show a tqdm progress bar with this description
+                 desc:str=None, # if given, show a tqdm progress bar with this description
+                 ahead:int=1): # batches paired in a background thread while training; 0: in line
     "Fit `model` to `path`'s conditional velocity (Adam, cosine lr); returns `(model, losses)`."
-    if coupling not in COUPLINGS:
-        raise ValueError(f"coupling must be one of {sorted(COUPLINGS)}, got {coupling!r}")
+    if isinstance(coupling, str):
+        if coupling not in COUPLINGS:
+            raise ValueError(f"coupling must be one of {sorted(COUPLINGS)}, got {coupling!r}")
+        coupling = COUPLINGS[coupling]()
     g = torch.Generator().manual_seed(seed)
-    path, pair, times = path or AffinePath(CondOTScheduler()), COUPLINGS[coupling](), UniformTime()
+    path, times = path or AffinePath(CondOTScheduler()), UniformTime()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr/20)
+    def batches():  # in the order the draws were always made: batch, then its times
+        for _ in range(steps):
+            x0, x1, cond = draw(g)
+            yield x0, x1, cond.get('y'), cond, times(len(x1), generator=g)
+    lag = 0 if isinstance(coupling, IndependentCoupling) else ahead
     losses = []
     it = range(steps)
     if desc is not None:
         from tqdm.auto import tqdm; it = tqdm(it, desc=desc)
     model.train()
     with torch.enable_grad():  # whatever grad mode the caller is in
-        for step in it:
-            x0, x1, cond = draw(g)
-            x0, x1 = pair(x0, x1, y=cond.get('y'))
-            ps = path.sample(x0, x1, times(len(x1), generator=g))
+        for step, (x0, x1, _, cond, t) in zip(it, pair_ahead(batches(), coupling, lag)):
+            ps = path.sample(x0, x1, t)
             loss = (model(ps.xt, ps.t, **cond) - ps.ut).pow(2).mean()
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
             losses.append(loss.item())
@@ -245,7 +252,7 @@ def fit_conditional(model:nn.Module, # velocity model(x, t, y) with a null class
                     labels:torch.Tensor, # classes (N,) in [0, num_classes)
                     num_classes:int, # K; label K is the null class
                     source=None, # None: N(0, I); or a function (n, generator) -> (n, ...) samples
-                    coupling:str='independent', # 'independent' or 'ot' (exact minibatch OT)
+                    coupling:str='independent', # 'independent' or 'ot' (exact OT within classes)
                     steps:int=1000, batch_size:int=256, lr:float=2e-3,
                     label_drop:float=0.2, # fraction of labels replaced by the null class
                     path:AffinePath=None, # defaults to the CondOT path
