@@ -102,3 +102,34 @@ def test_sample_files_do_not_depend_on_the_number_of_processes(tmp_path):
     f1, f2 = (tmp_path / s / 'samples.safetensors' for s in ('s1', 's2'))
     assert f1.read_bytes() == f2.read_bytes()
     assert sorted(p.name for p in (tmp_path / 's2').iterdir()) == ['samples.safetensors']  # the per-process shards are gone
+
+
+@pytest.mark.timeout(400)
+def test_distill_killed_resumes_to_the_same_student(tmp_path):
+    "`flowmatch distill` killed (SIGKILL) while it trains resumes from its checkpoint and ends with the student of an uninterrupted run; `sample --fewstep` then uses that student."
+    from safetensors.torch import load_file
+    out, ref = tmp_path / 'run', tmp_path / 'ref'
+    r = _run([_exe('flowmatch'), *_toy_train(out, steps=10)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    shutil.copytree(out, ref)
+    args = ['--method', 'reflow', '--steps', '1500', '--batch-size', '16', '--n-pairs', '256', '--n', '50', 'progress=false']
+    r = _run([_exe('flowmatch'), 'distill', TOY, f'output_dir={ref}', *args], timeout=150)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'reflow student in' in r.stdout and 'fewstep' in json.loads((ref / 'metrics.json').read_text())
+    ck = out / 'fewstep' / 'reflow' / 'checkpoint.pt'
+    p = subprocess.Popen([_exe('flowmatch'), 'distill', TOY, f'output_dir={out}', *args], cwd=ROOT, env=_env(),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    while not ck.exists() and p.poll() is None and time.monotonic() - t0 < 100: time.sleep(0.01)
+    p.kill(); p.wait()
+    assert ck.exists() and not (out / 'fewstep' / 'reflow' / 'model').exists(), 'not killed while training'
+    r = _run([_exe('flowmatch'), 'distill', TOY, f'output_dir={out}', *args], timeout=150)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f'resuming from {ck}' in r.stdout and 'was last held by process' in r.stderr, r.stdout + r.stderr
+    weights = lambda d: load_file(d / 'fewstep' / 'reflow' / 'model' / 'model.safetensors')
+    a, b = weights(ref), weights(out)
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)  # bit for bit
+    assert not ck.exists()  # removed once the student is saved
+    r = _run([_exe('flowmatch'), 'sample', TOY, f'output_dir={out}', '--n', '20', '--out', str(tmp_path / 's'),
+              '--fewstep', 'reflow', '--steps', '2'])
+    assert r.returncode == 0 and '(few-step reflow, 2 NFE)' in r.stdout, r.stderr[-3000:]
