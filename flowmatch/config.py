@@ -117,6 +117,7 @@ class SampleConfig(Section):
     batch_size:int=256 # samples per solver call
     atol:float=1e-5
     rtol:float=1e-5
+    why:str='' # the evidence for these settings, copied into metrics.json with them
     _choices:typing.ClassVar[dict] = dict(method=METHODS)
     def _rules(self):
         fin = math.isfinite

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['STAGES', 'prepare_vae', 'encode_latents', 'latent_stats', 'training_data', 'train', 'Trained', 'load_trained',
-           'generate', 'sample_grid', 'trajectory_figure', 'trajectory_animation', 'reference_images', 'evaluate',
-           'run', 'solver_table', 'format_table', 'demo']
+           'generate', 'sample_grid', 'trajectory_figure', 'trajectory_animation', 'digits32', 'reference_images',
+           'digits_scores', 'evaluate', 'run', 'solver_table', 'format_table', 'demo']
 
 # %% ../nbs/15_recipe.ipynb #21257e2d
 import os, io, json, time, shutil, copy, contextlib
@@ -226,16 +226,29 @@ def trajectory_animation(cfg:Config, # the run's config (images: a VAE or pixel 
     return trajectory_gif(movie, path, fps=fps, n=n, ncol=min(n, 5), size=size)
 
 # %% ../nbs/15_recipe.ipynb #96c9c59f
-def _to32(x):
+def digits32(x:torch.Tensor): # digits (B, 1, H, W) in [-1, 1]
+    "Digits at the 32x32 the digit classifier reads (bilinear), in [-1, 1]."
     if x.shape[-1] == 32: return x
     return F.interpolate(x, size=(32, 32), mode='bilinear', align_corners=False).clamp(-1, 1)
 
 def reference_images(cfg:Config, # the run's config
                      real=None # `build_dataset(cfg, 'test', augment=False)` if the caller has it
                     ) -> torch.Tensor:
-    "The first `eval.real` test images (all if unset), unflipped: what Inception FID compares to."
+    "The first `eval.real` test images (all if unset), unflipped, at the run's `data.size`."
     real = real if real is not None else build_dataset(cfg, 'test', augment=False)
     return torch.stack([real[i][0] for i in range(min(len(real), cfg.eval.real or len(real)))])
+
+def digits_scores(x:torch.Tensor, # samples (n, 1, H, W) in [-1, 1]
+                  labels:torch.Tensor, # the class asked for, per sample (n,)
+                  real:torch.Tensor, # held-out digits at the samples' size (`reference_images`)
+                  classifier=None): # default: `digit_classifier()`
+    "digits-FID against `real` (both brought to 32x32 the same way), class accuracy, and both N."
+    if classifier is None:
+        with contextlib.redirect_stdout(io.StringIO()): classifier = digit_classifier(verbose=False)
+    x32, real32 = digits32(x), digits32(real)
+    return dict(digits_fid=digits_fid(x32, real32, classifier=classifier),
+                class_accuracy=class_accuracy(classifier, x32, labels),
+                n=len(x), n_real=len(real))
 
 def evaluate(cfg:Config, # the run's config
              trained:Trained=None, # a loaded run (default: `load_trained(cfg)`)
@@ -251,18 +264,18 @@ def evaluate(cfg:Config, # the run's config
     g = cfg.sample.guidance if guidance is None else guidance
     out = dict(method=method or cfg.sample.method, steps=steps or cfg.sample.steps, nfe=nfe,
                guidance=g, n=n, sample_seconds=_seconds(t0))
+    psnr = vae_psnr and tr.vae is not None
+    # the held-out data, built once for every use (an image folder checks every file when built)
+    test = build_dataset(cfg, 'test', augment=False) if e.kind != 'none' or psnr else None
     if e.kind == 'digits':
         with contextlib.redirect_stdout(io.StringIO()): clf = digit_classifier(verbose=False)
-        x32 = _to32(x)
-        out.update(digits_fid=digits_fid(x32, classifier=clf),
-                   class_accuracy=class_accuracy(clf, x32, y),
-                   classifier_accuracy=clf.held_out_accuracy)
-    psnr = vae_psnr and tr.vae is not None
-    # the held-out data, built once for both uses (an image folder checks every file when built)
-    test = build_dataset(cfg, 'test', augment=False) if e.kind == 'inception' or psnr else None
+        out.update(digits_scores(x, y, reference_images(cfg, test), clf),
+                   classifier_accuracy=clf.held_out_accuracy,
+                   # the reference before it matched the run's size: 32x32 originals
+                   digits_fid_32px=digits_fid(digits32(x), classifier=clf))
     if e.kind == 'inception':
-        ref = reference_images(cfg, test)
-        out.update(inception_fid=inception_fid(x, ref, weights_path=e.inception_weights))
+        out.update(inception_fid=inception_fid(x, reference_images(cfg, test),
+                                               weights_path=e.inception_weights))
     if psnr: out.update(vae_psnr=reconstruction_psnr(tr.vae, test))
     return out
 
