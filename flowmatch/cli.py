@@ -204,7 +204,6 @@ def _align_precision(cfg):
 
 def cmd_train(args):
     "flowmatch train CONFIG [key=value ...] [--resume [CHECKPOINT]]"
-    from flowmatch.train import read_log, latest_checkpoint
     cfg = _config(args)
     with _holding(cfg): return _train(args, cfg)
 
@@ -219,10 +218,11 @@ def _train(args, cfg):
         raise UsageError(f"--resume {args.resume}: no such checkpoint folder "
                          f"(checkpoints are in {out / 'checkpoints'})")
     from flowmatch import recipe
+    from flowmatch.data import read_json
     _align_precision(cfg)
     _say(f"flowmatch train: {args.config} -> {cfg.output_dir}; world size {_world_size()}")
     recipe.train(cfg, resume=False if args.resume is None else args.resume)
-    run = json.loads((out / 'run.json').read_text()) if (out / 'run.json').exists() else {}
+    run = read_json(out / 'run.json') if (out / 'run.json').exists() else {}
     losses = [r for r in read_log(out) if r.get('loss') is not None]
     _say(f"flowmatch train: finished {losses[-1]['step'] if losses else 0} steps on "
          f"{run.get('world_size', _world_size())} process(es); final loss "

@@ -21,9 +21,10 @@ from .paths import OTCoupling
 from .samplers import sample, guided, ClassifierFreeGuidance, Trajectory
 from .toy import HubModel, hub_card, w2, straightness
 from .dit import DiT, TimestepEmbedder
-from .data import atomic_write, write_json, read_json, replace_folder
+from .data import atomic_write, write_json, read_json, replace_folder, Digits
+from .eval import digit_classifier, digits_fid, class_accuracy
 from .config import MODELS
-from .recipe import load_trained, training_data, evaluate, generate
+from .recipe import load_trained, training_data, evaluate, generate, digits32
 
 # %% ../nbs/17_fewstep.ipynb #33b05ee6
 def cfm_eight_gaussians(n:int, # number of points
@@ -304,7 +305,7 @@ def _save(path, ident, step, model, opt, sched, g, losses):
 def _resume(path, ident, model, opt, sched, g):
     "Load the checkpoint at `path` if there is one: (first step, losses so far)."
     if not path or not Path(path).exists(): return 0, []
-    try: state = torch.load(path, map_location='cpu', weights_only=False)
+    try: state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
         raise RuntimeError(f"{path} is damaged ({type(e).__name__}: {e}): delete it "
                            "to start this training afresh") from None
@@ -473,7 +474,7 @@ def _run_data(cfg, method, tr, batch_size, n_pairs, seed, guidance, out, progres
         return data_draw(z, batch_size, **cond), _teacher_velocity(tr, guidance), method, 0.
     pf, p = out / 'pairs.pt', None
     if pf.exists():
-        try: p = torch.load(pf)
+        try: p = torch.load(pf, weights_only=True)
         except Exception: p = None  # damaged (a killed write never leaves one): made again
     if p is None or p.get('settings') != [n_pairs, seed, guidance]:
         (x0, x1, y), c = _cpu(lambda: teacher_pairs(cfg, tr, n_pairs, seed, guidance, progress))
@@ -558,12 +559,10 @@ def _metrics(cfg, tr, n, method, steps, guidance, seed):
     "evaluate(), and for digits runs the within-class diversity of the same samples."
     if cfg.eval.kind != 'digits':
         return evaluate(cfg, tr, n, method, steps, guidance, seed, vae_psnr=False)
-    from flowmatch.eval import digit_classifier, digits_fid, class_accuracy
-    from flowmatch.data import Digits
     x, y, nfe = generate(cfg, n or cfg.eval.n, method, steps, guidance, seed, trained=tr,
                          return_nfe=True, progress=False)
     with contextlib.redirect_stdout(io.StringIO()): clf = digit_classifier(verbose=False)
-    x = nn.functional.interpolate(x, size=(32, 32), mode='bilinear').clamp(-1, 1)
+    x = digits32(x)
     real = Digits('test', size=32)
     return dict(method=method, steps=steps, nfe=nfe, guidance=guidance, n=len(x),
                 digits_fid=digits_fid(x, classifier=clf), class_accuracy=class_accuracy(clf, x, y),

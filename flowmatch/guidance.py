@@ -14,8 +14,9 @@ from pathlib import Path
 import torch, torch.nn as nn
 from .paths import AffinePath, shift_time
 from .samplers import (sample, sample_sde, guided, CountNFE, ClassifierFreeGuidance,
-                                EVALS_PER_STEP, steps_for_nfe, log_likelihood)
+                                log_likelihood)
 from .eval import digit_classifier, digits_fid
+from .data import read_json, write_json
 from .config import Config, load_config, build_model, model_input
 from .latents import LatentCache
 from .train import Trainer
@@ -122,12 +123,12 @@ def stored(path, # a .json file under out/
            redo:bool=False):
     "The rows in `path`, made by `make()` and written there first if the file is missing."
     path = Path(path)
-    if path.exists() and not redo: return json.loads(path.read_text())['rows']
+    if path.exists() and not redo: return read_json(path)['rows']
     t0 = time.perf_counter()
     rows = make()
     path.parent.mkdir(parents=True, exist_ok=True)
     info = dict(seconds=round(time.perf_counter() - t0, 1), threads=torch.get_num_threads())
-    path.write_text(json.dumps(dict(info, rows=rows), indent=1))
+    write_json(path, dict(info, rows=rows), indent=1)
     return rows
 
 # %% ../nbs/16_guidance.ipynb #23abb678

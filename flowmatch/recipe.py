@@ -17,7 +17,7 @@ from .config import *
 from .config import MODELS, Config
 from .samplers import sample, guided, predict_x1, CountNFE, Trajectory, EVALS_PER_STEP
 from .images import image_grid, enlarge, save_png, to_array, trajectory_gif
-from .data import write_json
+from .data import write_json, read_json
 from .vae import VAE, train_vae, reconstruction_psnr, denormalize_latents
 from .latents import LatentCache
 from .train import Trainer, read_log
@@ -295,7 +295,7 @@ def _done(cfg, stage, metrics):
     if stage == 'vae': return (o / 'vae' / 'config.json').exists()
     if stage == 'latents':
         m = cfg.latents_dir / 'manifest.json'
-        return m.exists() and json.loads(m.read_text()).get('complete', False)
+        return m.exists() and read_json(m).get('complete', False)
     if stage == 'train': return (o / 'model' / 'config.json').exists()
     if stage == 'sample':
         drawn = metrics.get('sample', {}).get('config')
@@ -314,7 +314,7 @@ def run(cfg:Config, # the run's config
     if main: o.mkdir(parents=True, exist_ok=True); cfg.save(o / 'config.yaml')
     wait_for_everyone()
     mpath = o / 'metrics.json'
-    metrics = json.loads(mpath.read_text()) if mpath.exists() else {}
+    metrics = read_json(mpath) if mpath.exists() else {}
     seconds, cpu = metrics.setdefault('seconds', {}), metrics.setdefault('cpu_seconds', {})
     trained = None
     say = print if main else (lambda *a: None)
