@@ -46,6 +46,9 @@ def _add_sample(sub):
     s.add_argument('--steps', type=int, help="solver steps (default: sample.steps)")
     s.add_argument('--guidance', type=float,
                    help="classifier-free guidance scale (default: sample.guidance)")
+    s.add_argument('--guidance-interval', type=float, nargs=2, metavar=('LO', 'HI'),
+                   help="guide only for t in [LO, HI], 0 <= LO <= HI <= 1 (default: "
+                        "sample.guidance_interval)")
     s.add_argument('--seed', type=int, default=0,
                    help="noise seed: sample i starts from noise seeded by (seed, i)")
     s.add_argument('--batch-size', type=int,
@@ -66,15 +69,14 @@ def _add_distill(sub):
                                    "`fewstep` section of <output_dir>/metrics.json. Killed, it "
                                    "resumes from its checkpoint when started again.")
     _add_run_args(s)
-    s.add_argument('--method', default='reflow',
-                   help="meanflow, shortcut, reflow or distill (flowmatch.fewstep.FEWSTEP_METHODS;"
-                        " default: reflow)")
-    s.add_argument('--steps', type=int, default=1000, help="training steps (default 1000)")
-    s.add_argument('--batch-size', type=int, default=64, help="batch size (default 64)")
-    s.add_argument('--lr', type=float, default=5e-4, help="Adam learning rate (default 5e-4)")
-    s.add_argument('--n-pairs', type=int, default=4096,
-                   help="reflow, distill: noise points the teacher carries to data (default 4096)")
-    s.add_argument('--n', type=int, help="samples per measurement (default: eval.n)")
+    s.add_argument('--method', help="meanflow, shortcut, reflow or distill "
+                                    "(flowmatch.fewstep.FEWSTEP_METHODS; default: distill.method)")
+    s.add_argument('--steps', type=int, help="training steps (default: distill.steps)")
+    s.add_argument('--batch-size', type=int, help="batch size (default: distill.batch_size)")
+    s.add_argument('--lr', type=float, help="Adam learning rate (default: distill.lr)")
+    s.add_argument('--n-pairs', type=int, help="reflow, distill: noise points the teacher carries "
+                                              "to data (default: distill.n_pairs)")
+    s.add_argument('--n', type=int, help="samples per measurement (default: distill.n, else eval.n)")
 
 # %% ../nbs/18_cli.ipynb #6520cc32
 def _add_encode(sub):
@@ -232,26 +234,29 @@ def _train(args, cfg):
 
 # %% ../nbs/18_cli.ipynb #60530e2b
 # options of `flowmatch sample`, each replacing the `sample` key of its name
-_SAMPLE_OPTIONS = ('method', 'steps', 'guidance', 'batch_size')
+_SAMPLE_OPTIONS = ('method', 'steps', 'guidance', 'guidance_interval', 'batch_size')
 
-def _sample_section(args, cfg):
-    "The `sample` section with the options applied, each checked like the key it replaces."
+def _with_options(args, cfg, name, options):
+    "The config's section `name` with the command's options applied, each checked like its key."
     from flowmatch.schema import ConfigError
-    s = cfg.sample
-    for opt in _SAMPLE_OPTIONS:
+    s = getattr(cfg, name)
+    for opt in options:
         v = getattr(args, opt)
         if v is None: continue
-        try: s = type(s).from_dict({**s.to_dict(), opt: v}, 'sample')
+        try: s = type(s).from_dict({**s.to_dict(), opt: v}, name)
         except ConfigError as e: raise UsageError(f"--{opt.replace('_', '-')} {v}: {e}") from None
     return s
 
+def _sample_section(args, cfg): return _with_options(args, cfg, 'sample', _SAMPLE_OPTIONS)
+
 def _fewstep_model(args, cfg):
     "The student that --fewstep names, as a velocity whose Euler steps are its --steps jumps."
-    for opt in ('method', 'guidance'):
+    for opt in ('method', 'guidance', 'guidance_interval'):
         if getattr(args, opt) is not None:
-            raise UsageError(f"--{opt} {getattr(args, opt)}: a few-step model samples by its own "
+            flag = '--' + opt.replace('_', '-')
+            raise UsageError(f"{flag} {getattr(args, opt)}: a few-step model samples by its own "
                              "jumps and without guidance (it learned the run's guided velocity): "
-                             f"leave out --{opt}; --steps sets the number of jumps")
+                             f"leave out {flag}; --steps sets the number of jumps")
     from flowmatch.fewstep import load_fewstep, Jumps
     k = args.steps or 1
     return Jumps(load_fewstep(cfg, args.fewstep), k), dict(method='euler', steps=k, shift=1.)
@@ -285,8 +290,9 @@ def cmd_sample(args):
          f"world size {_world_size()}")
     decode = tr.decode if tr.vae is not None else None
     distributed_sample(model, args.n, args.out, seed=args.seed, batch_size=s.batch_size,
-                       shape=tr.shape, guidance=None if guidance == 1 else guidance, decode=decode,
-                       progress=True, **how)
+                       shape=tr.shape, guidance=None if guidance == 1 else guidance,
+                       guidance_interval=None if guidance == 1 else s.guidance_interval,
+                       decode=decode, progress=True, **how)
     _say(f"flowmatch sample: wrote {args.n} samples to {args.out}")
     return 0
 
@@ -307,16 +313,15 @@ def cmd_distill(args):
         raise UsageError(f"no trained model in {model_dir}: train it first with "
                          f"`flowmatch train {args.config}` and the same overrides "
                          "(output_dir=... included)")
-    if args.n is not None and args.n < 2:
-        raise UsageError(f"--n {args.n}: measure at least 2 samples")
+    d = _with_options(args, cfg, 'distill', ('method', 'steps', 'batch_size', 'lr', 'n_pairs', 'n'))
     from flowmatch.fewstep import distill_run, fewstep_dir
-    ck = fewstep_dir(cfg, args.method) / 'checkpoint.pt'
+    ck = fewstep_dir(cfg, d.method) / 'checkpoint.pt'
     with _holding(cfg):
         if ck.exists(): _say(f"flowmatch distill: resuming from {ck}")
-        sec = distill_run(cfg, args.method, n=args.n, steps=args.steps,
-                          batch_size=args.batch_size, lr=args.lr, n_pairs=args.n_pairs)
-    _say(f"flowmatch distill: {args.method} student in {fewstep_dir(cfg, args.method) / 'model'} "
-         f"({args.steps} steps, {sec['cpu_seconds']} s of CPU); teacher {_quality(sec['teacher'])}; "
+        sec = distill_run(cfg, d.method, n=d.n, steps=d.steps, batch_size=d.batch_size, lr=d.lr,
+                          n_pairs=d.n_pairs)
+    _say(f"flowmatch distill: {d.method} student in {fewstep_dir(cfg, d.method) / 'model'} "
+         f"({d.steps} steps, {sec['cpu_seconds']} s of CPU); teacher {_quality(sec['teacher'])}; "
          f"student {_quality(sec['nfe_1'])}; {_quality(sec['nfe_2'])}; "
          f"in {Path(cfg.output_dir) / 'metrics.json'} (fewstep)")
     return 0

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['DATASETS', 'MODELS', 'MODEL_PRESETS', 'CONFIG_DIR', 'DataConfig', 'VAETrainConfig', 'VAEConfig', 'LatentsConfig',
-           'SampleConfig', 'EvalConfig', 'ModelConfig', 'Config', 'config_path', 'apply_override', 'parse_override',
-           'load_config', 'data_shape', 'num_classes', 'model_input', 'model_kwargs', 'build_model', 'build_vae',
-           'build_dataset']
+           'SampleConfig', 'DistillConfig', 'EvalConfig', 'ModelConfig', 'Config', 'config_path', 'apply_override',
+           'parse_override', 'load_config', 'data_shape', 'num_classes', 'model_input', 'model_kwargs', 'build_model',
+           'build_vae', 'build_dataset']
 
 # %% ../nbs/12_config.ipynb #1480d02f
 import os, math, typing, inspect, copy
@@ -113,6 +113,7 @@ class SampleConfig(Section):
     steps:int=50 # solver steps (dopri5 chooses its own; see atol/rtol)
     shift:float=1.0 # SD3 time shift of the grid; > 1 puts more steps near noise
     guidance:float=1.0 # classifier-free guidance scale w: 1 is plain conditional, > 1 stronger
+    guidance_interval:typing.Optional[tuple[float, float]]=None # [lo, hi]: guide only for t in it
     n:int=64 # samples in the picture of the run
     batch_size:int=256 # samples per solver call
     atol:float=1e-5
@@ -124,9 +125,27 @@ class SampleConfig(Section):
         return dict(steps=(self.steps >= 1, '>= 1'),
                     shift=(fin(self.shift) and self.shift > 0, 'a finite number > 0'),
                     guidance=(fin(self.guidance) and self.guidance >= 0, 'a finite number >= 0'),
+                    guidance_interval=(self.guidance_interval is None or
+                                       0 <= self.guidance_interval[0] <= self.guidance_interval[1] <= 1,
+                                       '[lo, hi] with 0 <= lo <= hi <= 1 (or null: everywhere)'),
                     n=(self.n >= 1, '>= 1'), batch_size=(self.batch_size >= 1, '>= 1'),
                     atol=(fin(self.atol) and self.atol > 0, 'a finite number > 0'),
                     rtol=(fin(self.rtol) and self.rtol > 0, 'a finite number > 0'))
+
+@dataclass
+class DistillConfig(Section):
+    "How `flowmatch distill` trains a few-step student of the run (see flowmatch.fewstep)."
+    method:str='reflow' # 'meanflow', 'shortcut', 'reflow' or 'distill' (checked by fewstep.distill)
+    steps:int=1000 # training steps of the student
+    batch_size:int=64
+    lr:float=5e-4 # Adam learning rate, cosine decay to lr/20
+    n_pairs:int=4096 # reflow, distill: noise points the teacher carries to data
+    n:typing.Optional[int]=None # samples per measurement; None: eval.n
+    def _rules(self):
+        return dict(steps=(self.steps >= 1, '>= 1'), batch_size=(self.batch_size >= 1, '>= 1'),
+                    lr=(math.isfinite(self.lr) and self.lr > 0, 'a finite number > 0'),
+                    n_pairs=(self.n_pairs >= 1, '>= 1'),
+                    n=(self.n is None or self.n >= 2, 'at least 2 samples (or null: eval.n)'))
 
 @dataclass
 class EvalConfig(Section):
@@ -190,7 +209,7 @@ class ModelConfig(Section):
 # %% ../nbs/12_config.ipynb #4f2eb52b
 @dataclass
 class Config(Section):
-    "A whole run: data, VAE, latent cache, model, training, sampling and evaluation."
+    "A whole run: data, VAE, latent cache, model, training, sampling, evaluation and distillation."
     output_dir:str='runs/flowmatch' # everything the run writes goes here
     seed:int=0 # seeds model initialisation, training, sampling
     progress:bool=True # tqdm progress bars in every stage
@@ -201,6 +220,7 @@ class Config(Section):
     train:TrainConfig=None # defaults: output_dir <output_dir>/train, the run's seed and progress
     sample:SampleConfig=field(default_factory=SampleConfig)
     eval:EvalConfig=field(default_factory=EvalConfig)
+    distill:DistillConfig=field(default_factory=DistillConfig)
 
     def __post_init__(self):
         # the run's seed is checked as `seed` before it becomes train.seed

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'HF_CELEBAHQ', 'PREPARED', 'digits_split', 'Digits', 'to_rgb', 'crop_resize', 'load_image',
-           'find_images', 'ImageFolder', 'fsync_dir', 'atomic_write', 'write_json', 'read_json', 'fault_point',
-           'sync_folder', 'remove_folder', 'replace_folder', 'FolderBusyError', 'run_lock', 'hub_offline',
-           'prepare_celebahq', 'ToyPoints', 'make_loader']
+           'find_images', 'ImageFolder', 'fsync_dir', 'atomic_write', 'write_json', 'read_json', 'json_cache',
+           'fault_point', 'sync_folder', 'remove_folder', 'replace_folder', 'FolderBusyError', 'run_lock',
+           'hub_offline', 'prepare_celebahq', 'ToyPoints', 'make_loader']
 
 # %% ../nbs/06_data.ipynb #def54b44
 import io, os, sys, json, time, errno, shutil, signal, socket, contextlib, tarfile, zipfile
@@ -254,6 +254,18 @@ def read_json(path, # a JSON file
     except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ValueError(f"{path} is damaged: not valid JSON ({e})"
                          + (f"; {fix}" if fix else '')) from None
+
+def json_cache(path, # a .json file; None: compute every time, store nothing
+               make, # () -> a JSON-able result (a long measurement, say)
+               redo:bool=False): # compute and store again even if the file is there
+    "The result stored in `path`, or `make()` written there first (atomically) and read back."
+    if path is None: return json.loads(json.dumps(make()))  # the same types as when read back
+    path = Path(path)
+    if path.exists() and not redo: return read_json(path, fix='delete it to measure again')
+    result = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, result, indent=1)
+    return read_json(path)
 
 # %% ../nbs/06_data.ipynb #f3c0cb79
 _FAULT_HITS = Counter()

@@ -6,8 +6,8 @@
 __all__ = ['OBJECTIVES', 'TOY_METHODS', 'FEWSTEP_METHODS', 'cfm_eight_gaussians', 'cfm_moons', 'TimeMLP', 'is_flow_map', 'jump',
            'FlowMapDiT', 'rectified_flow_loss', 'meanflow_loss', 'meanflow_times', 'shortcut_loss', 'shortcut_times',
            'cfm_draw', 'pairs_draw', 'fit_few_step', 'cfm_w2', 'train_toy_methods', 'measure_toy', 'toy_benchmark',
-           'Jumps', 'fewstep_dir', 'teacher_pairs', 'data_draw', 'distill', 'load_fewstep', 'class_diversity',
-           'measure_fewstep', 'distill_run', 'digits_benchmark', 'reflow_students']
+           'Jumps', 'fewstep_dir', 'teacher_pairs', 'distill', 'load_fewstep', 'class_diversity', 'measure_fewstep',
+           'distill_run', 'digits_benchmark', 'reflow_students']
 
 # %% ../nbs/17_fewstep.ipynb #9150cc46
 import io, math, time, copy, contextlib
@@ -21,7 +21,7 @@ from .paths import OTCoupling
 from .samplers import sample, guided, ClassifierFreeGuidance, Trajectory
 from .toy import HubModel, hub_card, w2, straightness
 from .dit import DiT, TimestepEmbedder
-from .data import atomic_write, write_json, read_json, replace_folder, Digits
+from .data import atomic_write, write_json, read_json, json_cache, replace_folder, Digits
 from .eval import digit_classifier, digits_fid, class_accuracy
 from .config import MODELS
 from .recipe import load_trained, training_data, evaluate, generate, digits32
@@ -229,11 +229,14 @@ def cfm_draw(batch_size:int=256, coupling:str='independent'): # or 'ot' (exact m
         return (*(pair(x0, x1) if pair else (x0, x1)), {})
     return draw
 
-def pairs_draw(x0, x1, batch_size:int=256, **cond): # stored pairs (N, ...) and their labels
-    "draw(generator) -> a random batch of stored pairs (a coupling made by a teacher)."
+def pairs_draw(x0, # stored noise (N, ...) paired with x1 (a teacher's coupling); None: fresh noise
+               x1, # data or the teacher's ends (N, ...)
+               batch_size:int=256, **cond): # cond: labels (N,) and other per-item keywords
+    "draw(generator) -> a random batch (noise, x1, cond): stored pairs, or data with fresh noise."
     def draw(g):
-        i = torch.randint(0, len(x0), (batch_size,), generator=g)
-        return x0[i], x1[i], {k: v[i] for k, v in cond.items()}
+        i = torch.randint(0, len(x1), (batch_size,), generator=g)
+        noise = torch.randn(x1[i].shape, generator=g) if x0 is None else x0[i]
+        return noise, x1[i], {k: v[i] for k, v in cond.items()}
     return draw
 
 # %% ../nbs/17_fewstep.ipynb #3695998c
@@ -277,7 +280,8 @@ def fit_few_step(model:nn.Module, # a velocity (flow_matching, distill) or a flo
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr / 20)
     ident = dict(objective=objective, steps=steps, lr=lr, seed=seed, options=options)
-    start, losses = _resume(checkpoint, ident, model, opt, sched, g)
+    start, losses, cpu_before = _resume(checkpoint, ident, model, opt, sched, g)
+    c0 = time.process_time()  # CPU seconds of training, summed over killed and resumed runs
     it = tqdm(range(start, steps), desc=desc, disable=desc is None, initial=start, total=steps)
     model.train()
     with torch.enable_grad():
@@ -291,20 +295,21 @@ def fit_few_step(model:nn.Module, # a velocity (flow_matching, distill) or a flo
                                          "lower lr or check the teacher and the data")
             if callback is not None: callback(step, losses[-1])
             if checkpoint and ((step + 1) % every == 0 or step + 1 == steps):
-                _save(checkpoint, ident, step + 1, model, opt, sched, g, losses)
+                _save(checkpoint, ident, step + 1, model, opt, sched, g, losses,
+                      cpu_before + time.process_time() - c0)
     return model.eval(), losses
 
 # %% ../nbs/17_fewstep.ipynb #b7075995
-def _save(path, ident, step, model, opt, sched, g, losses):
+def _save(path, ident, step, model, opt, sched, g, losses, cpu_seconds):
     state = dict(identity=ident, step=step, model=model.state_dict(), opt=opt.state_dict(),
                  sched=sched.state_dict(), generator=g.get_state(),
-                 torch_rng=torch.get_rng_state(), losses=losses)
+                 torch_rng=torch.get_rng_state(), losses=losses, cpu_seconds=cpu_seconds)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: torch.save(state, f))
 
 def _resume(path, ident, model, opt, sched, g):
-    "Load the checkpoint at `path` if there is one: (first step, losses so far)."
-    if not path or not Path(path).exists(): return 0, []
+    "Load the checkpoint at `path` if there is one: (first step, losses so far, CPU seconds so far)."
+    if not path or not Path(path).exists(): return 0, [], 0.
     try: state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
         raise RuntimeError(f"{path} is damaged ({type(e).__name__}: {e}): delete it "
@@ -318,7 +323,7 @@ def _resume(path, ident, model, opt, sched, g):
     model.load_state_dict(state['model']); opt.load_state_dict(state['opt'])
     sched.load_state_dict(state['sched']); g.set_state(state['generator'])
     torch.set_rng_state(state['torch_rng'])
-    return state['step'], list(state['losses'])
+    return state['step'], list(state['losses']), float(state.get('cpu_seconds', 0.))
 
 # %% ../nbs/17_fewstep.ipynb #84e873ba
 def cfm_w2(model, steps:int, draws:int=5, n:int=2000, seed:int=10_000):
@@ -400,15 +405,13 @@ def measure_toy(models:dict, # {name: (model, {phase: CPU seconds})} from `train
 def toy_benchmark(path=None, # a JSON file: read if it is there, else written
                   seed:int=0, steps:int=20_000, methods=TOY_METHODS, draws:int=5, **kwargs):
     "`train_toy_methods` then `measure_toy`, with the seed and the command; cached as JSON."
-    if path and Path(path).exists(): return read_json(path)
-    torch.set_num_threads(1)  # CPU seconds of one thread: comparable across methods
-    models = train_toy_methods(methods, steps, seed, **kwargs)
-    res = dict(measure_toy(models, draws=draws), seed=seed, steps=steps, settings=kwargs,
-               command=f"python -c \"from flowmatch.fewstep import toy_benchmark; "
-                       f"toy_benchmark('{path}', seed={seed}, steps={steps})\"")
-    if not path: return res
-    Path(path).parent.mkdir(parents=True, exist_ok=True); write_json(path, res, indent=1)
-    return read_json(path)  # the same keys (strings) whether computed now or read
+    def make():
+        torch.set_num_threads(1)  # CPU seconds of one thread: comparable across methods
+        models = train_toy_methods(methods, steps, seed, **kwargs)
+        return dict(measure_toy(models, draws=draws), seed=seed, steps=steps, settings=kwargs,
+                    command=f"python -c \"from flowmatch.fewstep import toy_benchmark; "
+                            f"toy_benchmark('{path}', seed={seed}, steps={steps})\"")
+    return json_cache(path, make)  # the same keys (strings) whether computed now or read
 
 # %% ../nbs/17_fewstep.ipynb #c80557f6
 class Jumps(nn.Module):
@@ -425,11 +428,11 @@ class Jumps(nn.Module):
 # %% ../nbs/17_fewstep.ipynb #baa3122a
 FEWSTEP_METHODS = ('meanflow', 'shortcut', 'reflow', 'distill')
 
-def _teacher_velocity(tr, guidance):
+def _teacher_velocity(tr, guidance, interval=None):
     "The velocity a student of run `tr` follows: the EMA model, guided as the run samples."
     K = tr.num_classes
     if not K or guidance == 1: return tr.model
-    v = ClassifierFreeGuidance(tr.model, guidance, {'y': K})
+    v = ClassifierFreeGuidance(tr.model, guidance, {'y': K}, interval)
     v.num_classes = K  # still a class model to `guided` (which then adds no guidance of its own)
     return v
 
@@ -449,21 +452,13 @@ def teacher_pairs(cfg, tr, n:int, seed:int, guidance:float, progress:bool=False)
     g = torch.Generator().manual_seed(seed)
     x0 = torch.randn((n, *tr.shape), generator=g)
     y = torch.arange(n) % tr.num_classes if tr.num_classes else None
-    v, x1 = _teacher_velocity(tr, guidance), []
+    v, x1 = _teacher_velocity(tr, guidance, s.guidance_interval), []
     for i in tqdm(range(0, n, s.batch_size), desc='teacher pairs', disable=not progress):
         c = {} if y is None else dict(y=y[i:i + s.batch_size])
         x1.append(sample(v, x0[i:i + s.batch_size], s.method, s.steps, s.shift, **c))
     return x0, torch.cat(x1), y
 
 # %% ../nbs/17_fewstep.ipynb #96af697e
-def data_draw(x1, batch_size:int=64, **cond): # data (N, ...) and its labels (N,)
-    "draw(generator) -> (fresh noise, a random batch of data, its labels)."
-    def draw(g):
-        i = torch.randint(0, len(x1), (batch_size,), generator=g)
-        x0 = torch.randn(x1[i].shape, generator=g)
-        return x0, x1[i], {k: v[i] for k, v in cond.items()}
-    return draw
-
 def _run_data(cfg, method, tr, batch_size, n_pairs, seed, guidance, out, progress):
     "(draw, teacher, objective, CPU seconds spent on pairs) for `method`."
     if method in ('meanflow', 'shortcut'):
@@ -471,14 +466,17 @@ def _run_data(cfg, method, tr, batch_size, n_pairs, seed, guidance, out, progres
         z, y = (data.gather(np.arange(len(data))) if hasattr(data, 'gather') else
                 map(torch.stack, zip(*(data[i] for i in range(len(data))))))
         cond = dict(y=y) if tr.num_classes else {}
-        return data_draw(z, batch_size, **cond), _teacher_velocity(tr, guidance), method, 0.
+        teacher = _teacher_velocity(tr, guidance, cfg.sample.guidance_interval)
+        return pairs_draw(None, z, batch_size, **cond), teacher, method, 0.
     pf, p = out / 'pairs.pt', None
     if pf.exists():
         try: p = torch.load(pf, weights_only=True)
         except Exception: p = None  # damaged (a killed write never leaves one): made again
-    if p is None or p.get('settings') != [n_pairs, seed, guidance]:
+    iv = cfg.sample.guidance_interval  # in the settings only when there is one (older pairs stay valid)
+    made = [n_pairs, seed, guidance] + ([] if iv is None else [list(iv)])
+    if p is None or p.get('settings') != made:
         (x0, x1, y), c = _cpu(lambda: teacher_pairs(cfg, tr, n_pairs, seed, guidance, progress))
-        p = dict(x0=x0, x1=x1, y=y, cpu_seconds=c, settings=[n_pairs, seed, guidance])
+        p = dict(x0=x0, x1=x1, y=y, cpu_seconds=c, settings=made)
         atomic_write(pf, lambda f: torch.save(p, f))
     cond = {} if p['y'] is None else dict(y=p['y'])
     objective = 'flow_matching' if method == 'reflow' else 'distill'
@@ -502,12 +500,14 @@ def distill(cfg, # a trained run's config (its `<output_dir>/model` exists)
     out, tr = fewstep_dir(cfg, method), load_trained(cfg, device='cpu')
     settings = dict(method=method, steps=steps, batch_size=batch_size, lr=lr, n_pairs=n_pairs,
                     seed=seed, guidance=cfg.sample.guidance, options=options)
+    if cfg.sample.guidance_interval is not None:
+        settings['guidance_interval'] = list(cfg.sample.guidance_interval)
     info_file = out / 'info.json'
     if (out / 'model' / 'config.json').exists() and info_file.exists():
         info = read_json(info_file)
         if info['settings'] == settings: return load_fewstep(cfg, method), info
     out.mkdir(parents=True, exist_ok=True)
-    c0, t0 = time.process_time(), time.perf_counter()
+    t0 = time.perf_counter()
     draw, teacher, objective, c_pairs = _run_data(cfg, method, tr, batch_size, n_pairs, seed,
                                                   cfg.sample.guidance, out, progress)
     torch.manual_seed(seed)
@@ -518,12 +518,16 @@ def distill(cfg, # a trained run's config (its `<output_dir>/model` exists)
     with contextlib.redirect_stdout(io.StringIO()): student.save_pretrained(part)
     replace_folder(part, out / 'model', 'checkpoint')  # the same kill points as a checkpoint's
     info = dict(settings=settings, final_loss=float(np.mean(losses[-50:])),
-                cpu_seconds=round(time.process_time() - c0, 1),
+                cpu_seconds=round(c_pairs + _training_cpu(out / 'checkpoint.pt'), 1),
                 seconds=round(time.perf_counter() - t0, 1), pairs_cpu_seconds=round(c_pairs, 1),
                 threads=torch.get_num_threads())
     write_json(info_file, info, indent=1)
     (out / 'checkpoint.pt').unlink(missing_ok=True)
     return student.eval(), info
+
+def _training_cpu(checkpoint):
+    "CPU seconds of training stored in the final checkpoint: every run's share, resumed ones too."
+    return float(torch.load(checkpoint, map_location='cpu', weights_only=True)['cpu_seconds'])
 
 def _check_method(cfg, method):
     if method not in FEWSTEP_METHODS:
@@ -603,27 +607,26 @@ def digits_benchmark(cfg, # a trained digits run
                      methods=FEWSTEP_METHODS, steps:int=1000, nfes=(1, 2, 4),
                      n:int=1000, seed:int=1, **kwargs): # kwargs: settings of `distill`
     "Every method distilled with the same steps, then measured on the same noise; cached as JSON."
-    if path and Path(path).exists(): return read_json(path)
+    return json_cache(path, lambda: _digits_benchmark(cfg, path, methods, steps, nfes, n, seed, **kwargs))
+
+def _digits_benchmark(cfg, path, methods, steps, nfes, n, seed, **kwargs):
     torch.set_num_threads(1)  # CPU seconds of one thread: comparable across methods
     students, training = {}, {}
     for m in methods: students[m], training[m] = distill(cfg, m, steps=steps, **kwargs)
     tr = load_trained(cfg, device='cpu')
-    students['teacher, Euler'] = _teacher_velocity(tr, cfg.sample.guidance)
+    students['teacher, Euler'] = _teacher_velocity(tr, cfg.sample.guidance, cfg.sample.guidance_interval)
     run = read_json(Path(cfg.output_dir) / 'metrics.json')
     x0 = torch.randn((200, *tr.shape), generator=torch.Generator().manual_seed(seed))
     cond = dict(y=torch.arange(200) % tr.num_classes) if tr.num_classes else {}
     paths = {k: straightness(jump(m, x0, 50, return_trajectory=True, **cond).xs)
              for k, m in students.items() if k != 'distill'}  # 50 Euler steps, or 50 jumps
-    res = dict(rows=measure_fewstep(cfg, students, nfes, n, seed), training=training,
-               straightness=paths,
-               teacher_cpu_seconds=run.get('cpu_seconds'), steps=steps, seed=seed,
-               command=f"python -c \"from flowmatch.config import load_config; "
-                       f"from flowmatch.fewstep import digits_benchmark; "
-                       f"digits_benchmark(load_config('{cfg.output_dir}/config.yaml'), "
-                       f"'{path}', steps={steps})\"")
-    if not path: return res
-    write_json(path, res, indent=1)
-    return read_json(path)
+    return dict(rows=measure_fewstep(cfg, students, nfes, n, seed), training=training,
+                straightness=paths,
+                teacher_cpu_seconds=run.get('cpu_seconds'), steps=steps, seed=seed,
+                command=f"python -c \"from flowmatch.config import load_config; "
+                        f"from flowmatch.fewstep import digits_benchmark; "
+                        f"digits_benchmark(load_config('{cfg.output_dir}/config.yaml'), "
+                        f"'{path}', steps={steps})\"")
 
 # %% ../nbs/17_fewstep.ipynb #52442325
 def reflow_students(teacher, # velocity model(x, t, **cond), e.g. the 2-D explorer's labelled MLP

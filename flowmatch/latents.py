@@ -330,6 +330,12 @@ def build(cls:LatentCache, root, # folder of the cache (created)
            else PartialState(cpu=parse_flag_from_env('ACCELERATE_USE_CPU')))
     plan = _plan(dataset, vae, shard_size, flip, sample, seed, dtype)
     main = acc.is_main_process
+    old = _old_manifest(root / MANIFEST, False)
+    if (acc.num_processes == 1 and not overwrite and old is not None and old.get('complete')
+            and not _plan_diff(old, plan) and not _problems(root, plan, verify=True)):
+        cache = cls(root)  # finished and intact: only read, so no lock (other runs may read it too)
+        cache.encoded_shards = []
+        return cache
     with run_lock(root) if main else contextlib.nullcontext():
         old = _old_manifest(root / MANIFEST, main)
         if old is not None and not overwrite:

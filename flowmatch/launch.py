@@ -261,6 +261,7 @@ def distributed_sample(model, # velocity model(x, t, **cond), e.g. the EMA model
                        shape=None, # shape of one sample; default `sample_shape(model)`
                        labels=None, # int, (n,) labels, or None (i % num_classes for class models)
                        guidance:float=None, # classifier-free guidance scale (class models only)
+                       guidance_interval=None, # (lo, hi) in t where guidance applies; None: all t
                        decode=None, # e.g. a VAE decoder (to [-1, 1]); None: outputs are images
                        png:bool=True, # a PNG per sample for (decoded) 1- or 3-channel images
                        progress:bool=False, # progress bar on process 0
@@ -271,7 +272,7 @@ def distributed_sample(model, # velocity model(x, t, **cond), e.g. the EMA model
     model = model.to(dev).eval()
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     shape = tuple(shape or sample_shape(model))
-    model, labels = guided(model, n, labels, 1. if guidance is None else guidance)
+    model, labels = guided(model, n, labels, 1. if guidance is None else guidance, guidance_interval)
     xs, idx = [], []
     batches = _batches(n, batch_size, rank, world)
     for b in tqdm(batches, disable=not (progress and rank == 0), desc='sample'):
@@ -286,6 +287,7 @@ def distributed_sample(model, # velocity model(x, t, **cond), e.g. the EMA model
     if world > 1: dist.barrier()
     if rank == 0:
         meta = dict(seed=seed, n=n, guidance=guidance, **sample_kwargs)
+        if guidance_interval is not None: meta['guidance_interval'] = list(guidance_interval)
         _gather_shards(out, n, world, labels, meta)
     if world > 1: dist.barrier()
     return out

@@ -150,7 +150,7 @@ def generate(cfg:Config, # the run's config
     method, steps = method or s.method, steps or s.steps
     guidance = s.guidance if guidance is None else guidance
     tr, progress = trained or load_trained(cfg), cfg.progress if progress is None else progress
-    model, labels = guided(tr.model, n, labels, guidance)
+    model, labels = guided(tr.model, n, labels, guidance, s.guidance_interval)
     dev = next(tr.model.parameters()).device
     x0 = torch.randn((n, *tr.shape), generator=torch.Generator().manual_seed(seed)).to(dev)
     out, nfe = [], 0
@@ -183,7 +183,7 @@ def _big(grid, side=512): return enlarge(grid, max(1, side // max(grid.shape[-2:
 def _guided_trajectory(cfg, tr, n, seed, steps):
     "The guided model, its conditioning and the `Trajectory` of `n` samples (classes 0, 1, ...)."
     s, dev = cfg.sample, next(tr.model.parameters()).device
-    model, labels = guided(tr.model, n, guidance=s.guidance)
+    model, labels = guided(tr.model, n, guidance=s.guidance, interval=s.guidance_interval)
     cond = {} if labels is None else dict(y=labels.to(dev))
     x0 = torch.randn((n, *tr.shape), generator=torch.Generator().manual_seed(seed)).to(dev)
     method = 'euler' if s.method == 'dopri5' else s.method
@@ -264,6 +264,8 @@ def evaluate(cfg:Config, # the run's config
     g = cfg.sample.guidance if guidance is None else guidance
     out = dict(method=method or cfg.sample.method, steps=steps or cfg.sample.steps, nfe=nfe,
                guidance=g, n=n, sample_seconds=_seconds(t0))
+    if g != 1 and cfg.sample.guidance_interval is not None:
+        out['guidance_interval'] = list(cfg.sample.guidance_interval)
     psnr = vae_psnr and tr.vae is not None
     # the held-out data, built once for every use (an image folder checks every file when built)
     test = build_dataset(cfg, 'test', augment=False) if e.kind != 'none' or psnr else None

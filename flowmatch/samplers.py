@@ -231,11 +231,26 @@ class ClassifierFreeGuidance(nn.Module):
     "Guided velocity v_u + scale * (v_c - v_u) in one batched forward pass of a conditional model."
     def __init__(self, model, # conditional model(x, t, **cond)
                  scale:float, # guidance weight w: 0 unconditional, 1 conditional, > 1 stronger
-                 null_cond:dict): # guided condition -> its null value, e.g. {'y': num_classes}
+                 null_cond:dict, # guided condition -> its null value, e.g. {'y': num_classes}
+                 interval=None): # (lo, hi): guide only for t in [lo, hi], the conditional field elsewhere
         super().__init__()
         self.model, self.scale, self.null_cond = model, scale, dict(null_cond)
+        if interval is not None:
+            lo, hi = (float(v) for v in interval)
+            if not 0 <= lo <= hi <= 1:
+                raise ValueError(f"interval={interval!r} must be (lo, hi) with 0 <= lo <= hi <= 1")
+            interval = (lo, hi)
+        self.interval = interval
 
     def forward(self, x, t, **cond):
+        if self.interval is None: return self._guided(x, t, cond)
+        inside = (t >= self.interval[0]) & (t <= self.interval[1])
+        if bool(inside.all()): return self._guided(x, t, cond)
+        v_c = self.model(x, t, **cond)                  # outside: one pass, the conditional field
+        if not bool(inside.any()): return v_c
+        return torch.where(inside.view(-1, *[1] * (x.ndim - 1)), self._guided(x, t, cond), v_c)
+
+    def _guided(self, x, t, cond):
         B, both = len(x), {}
         missing = [k for k in self.null_cond if cond.get(k) is None]
         if missing: raise ValueError(f'Guidance needs the condition(s) {missing}: '
@@ -255,7 +270,8 @@ class ClassifierFreeGuidance(nn.Module):
 def guided(model, # velocity model(x, t, y=...); conditional if `num_classes` K > 0 (K: null class)
            n:int, # number of samples
            labels=None, # an int, one per sample, or None (sample i: class i mod K); -1: null class
-           guidance:float=1.): # classifier-free guidance scale w (1: the plain conditional model)
+           guidance:float=1., # classifier-free guidance scale w (1: the plain conditional model)
+           interval=None): # (lo, hi) in t where w applies (None: everywhere)
     "`(model, labels)` for `sample(model, x0, y=labels)`: labels checked, model guided if w != 1."
     K = int(getattr(model, 'num_classes', 0) or 0)
     if not math.isfinite(guidance) or guidance < 0:
@@ -279,7 +295,7 @@ def guided(model, # velocity model(x, t, y=...); conditional if `num_classes` K 
                              f"got {labels.unique().tolist()}")
         labels = torch.where(labels < 0, K, labels)
     if guidance != 1 and not (labels == K).all():
-        model = ClassifierFreeGuidance(model, guidance, {'y': K})
+        model = ClassifierFreeGuidance(model, guidance, {'y': K}, interval)
     return model, labels
 
 # %% ../nbs/01_samplers.ipynb #b8590b99

@@ -286,17 +286,20 @@ def train_labelled_toy(target:str='eight_gaussians', # name in TOY_DATASETS (dat
                        callback=None, # callback(step, loss), e.g. a progress bar
                        cache:bool=True): # reuse a model trained with these arguments this session
     "A conditional `MLPVelocity` on `target` labelled by `sector_labels`; cached per arguments."
+    # everything seeded by `seed` (initial weights included), whatever ran before; the caller's RNG is left as it was
     for k, v in dict(source=source, target=target).items():
         if v not in TOY_DATASETS:
             raise KeyError(f"Unknown {k} {v!r}; choose one of {sorted(TOY_DATASETS)}")
     key = (target, source, coupling, steps, num_classes, hidden, seed, label_drop, n_data)
     if cache and key in _TOY_MODELS: return _TOY_MODELS[key]
     data = toy_sample(target, n_data, seed=seed + 100)
-    model = MLPVelocity(hidden=hidden, num_classes=num_classes)
-    labels = sector_labels(data, num_classes)
-    model, _ = fit_conditional(model, data, labels, num_classes, source=TOY_DATASETS[source],
-                               coupling=coupling, steps=steps, label_drop=label_drop, seed=seed,
-                               callback=callback)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MLPVelocity(hidden=hidden, num_classes=num_classes)
+        labels = sector_labels(data, num_classes)
+        model, _ = fit_conditional(model, data, labels, num_classes, source=TOY_DATASETS[source],
+                                   coupling=coupling, steps=steps, label_drop=label_drop, seed=seed,
+                                   callback=callback)
     if cache: _TOY_MODELS[key] = model
     return model
 

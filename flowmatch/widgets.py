@@ -133,9 +133,7 @@ def get_model(self:Explorer2D):
                 num_classes=self.num_classes)
     t0 = time.perf_counter()
     try:
-        with torch.random.fork_rng(devices=[]):  # same settings, same initial weights
-            torch.manual_seed(self.seed)
-            model = train_labelled_toy(**args, callback=self._progress)
+        model = train_labelled_toy(**args, callback=self._progress)  # seeded by self.seed
     finally:
         trained = self.progress.layout.visibility == 'visible'
         self.progress.layout.visibility = 'hidden'
