@@ -403,6 +403,7 @@ def demo(out_dir='out/demo', # where the run goes
           f"Guided samples classified as their class {e.get('class_accuracy', nan):.1%} "
           f"(the classifier's own held-out accuracy {e.get('classifier_accuracy', nan):.1%}), "
           f"digits-FID {e.get('digits_fid', nan):.2f}, VAE PSNR {e.get('vae_psnr', nan):.1f} dB; "
-          f"{e.get('method')} with {e.get('nfe')} NFE, guidance {e.get('guidance')}.\n"
-          f"Pictures and metrics.json in {out_dir}")
+          f"{e.get('method')} with {e.get('nfe')} NFE, guidance {e.get('guidance')}"
+          + (f" on t in {e['guidance_interval']}" if e.get('guidance_interval') else '') + ".\n"
+          + f"Pictures and metrics.json in {out_dir}")
     return metrics
