@@ -243,6 +243,9 @@ class ClassifierFreeGuidance(nn.Module):
         self.interval = interval
 
     def forward(self, x, t, **cond):
+        missing = [k for k in self.null_cond if cond.get(k) is None]
+        if missing: raise ValueError(f'Guidance needs the condition(s) {missing}: '
+                                     f'pass them, e.g. sample(..., {missing[0]}=labels).')
         if self.interval is None: return self._guided(x, t, cond)
         inside = (t >= self.interval[0]) & (t <= self.interval[1])
         if bool(inside.all()): return self._guided(x, t, cond)
@@ -252,9 +255,6 @@ class ClassifierFreeGuidance(nn.Module):
 
     def _guided(self, x, t, cond):
         B, both = len(x), {}
-        missing = [k for k in self.null_cond if cond.get(k) is None]
-        if missing: raise ValueError(f'Guidance needs the condition(s) {missing}: '
-                                     f'pass them, e.g. sample(..., {missing[0]}=labels).')
         for k, c in cond.items():
             if k in self.null_cond:
                 c = torch.as_tensor(c, device=x.device)
