@@ -22,10 +22,9 @@ from .samplers import sample, guided, ClassifierFreeGuidance, Trajectory
 from .toy import HubModel, hub_card, w2, straightness
 from .dit import DiT, TimestepEmbedder
 from .data import atomic_write, write_json, read_json, json_cache, replace_folder, Digits
-from .eval import digit_classifier, digits_fid
+from .eval import digit_classifier
 from .config import MODELS
-from .recipe import (load_trained, training_data, evaluate, generate, digits32, digits_scores,
-                              reference_images)
+from .recipe import load_trained, training_data, evaluate, digits32
 
 # %% ../nbs/17_fewstep.ipynb #33b05ee6
 def cfm_eight_gaussians(n:int, # number of points
@@ -561,21 +560,13 @@ def class_diversity(images, labels, # generated images (N, 1, 32, 32) in [-1, 1]
     return float(torch.stack(ratios).mean())
 
 def _metrics(cfg, tr, n, method, steps, guidance, seed):
-    "evaluate()'s digits-FID and accuracy, and for digits runs the within-class diversity of the same samples."
+    "evaluate(), and for digits runs the within-class diversity of the same samples."
     if cfg.eval.kind != 'digits':
         return evaluate(cfg, tr, n, method, steps, guidance, seed, vae_psnr=False)
-    x, y, nfe = generate(cfg, n or cfg.eval.n, method, steps, guidance, seed, trained=tr,
-                         return_nfe=True, progress=False)
+    out, x, y = evaluate(cfg, tr, n, method, steps, guidance, seed, vae_psnr=False, return_samples=True)
     with contextlib.redirect_stdout(io.StringIO()): clf = digit_classifier(verbose=False)
-    x32, real = digits32(x), Digits('test', size=32)
-    # digits-FID as `evaluate` measures it (held-out digits at the run's size); the former measure against
-    # the 32x32 originals is kept as digits_fid_32px
-    iv = cfg.sample.guidance_interval if guidance != 1 else None
-    return dict(method=method, steps=steps, nfe=nfe, guidance=guidance,
-                **({} if iv is None else dict(guidance_interval=list(iv))),
-                **digits_scores(x, y, reference_images(cfg), clf),
-                digits_fid_32px=digits_fid(x32, classifier=clf),
-                class_diversity=class_diversity(x32, y, real.x, real.y, clf))
+    real = Digits('test', size=32)
+    return dict(out, class_diversity=class_diversity(digits32(x), y, real.x, real.y, clf))
 
 def measure_fewstep(cfg, # the trained run
                     students:dict, # {name: few-step model}

@@ -255,7 +255,8 @@ def evaluate(cfg:Config, # the run's config
              n:int=None, # samples (default `eval.n`)
              method:str=None, steps:int=None, guidance:float=None, # default: the config's `sample`
              seed:int=1, # noise seed (the grid uses 0)
-             vae_psnr:bool=True): # also measure the VAE's reconstruction PSNR
+             vae_psnr:bool=True, # also measure the VAE's reconstruction PSNR
+             return_samples:bool=False): # also return the measured samples and their labels
     "Sample metrics: digits-FID and class accuracy, or Inception FID; and NFE, solver, VAE PSNR."
     e, tr = cfg.eval, trained or load_trained(cfg)
     n = n or e.n
@@ -279,7 +280,7 @@ def evaluate(cfg:Config, # the run's config
         out.update(inception_fid=inception_fid(x, reference_images(cfg, test),
                                                weights_path=e.inception_weights))
     if psnr: out.update(vae_psnr=reconstruction_psnr(tr.vae, test))
-    return out
+    return (out, x, y) if return_samples else out
 
 # %% ../nbs/15_recipe.ipynb #182f6473
 STAGES = ('vae', 'latents', 'train', 'sample', 'eval')
