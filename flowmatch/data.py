@@ -308,15 +308,14 @@ def replace_folder(src, # a complete folder under a temporary (hidden) name
                    point:str='folder'): # name of the kill points inside (see `fault_point`)
     "Rename folder `src` to `dst`; an existing `dst` moves aside first and is deleted after."
     src, dst = Path(src), Path(dst)
-    old = None
-    if dst.exists():
-        old = dst.with_name(f'.deleting_{dst.name}')
-        shutil.rmtree(old, ignore_errors=True)
+    old, moved = dst.with_name(f'.deleting_{dst.name}'), dst.exists()
+    shutil.rmtree(old, ignore_errors=True)  # left by an earlier replacement that was killed
+    if moved:
         os.replace(dst, old)
         fault_point(f'{point}.old_moved')
     os.replace(src, dst); fsync_dir(dst.parent)
     fault_point(f'{point}.renamed')
-    if old is not None: remove_folder(old, point)
+    if moved: remove_folder(old, point)
     return dst
 
 # %% ../nbs/06_data.ipynb #b827ef23

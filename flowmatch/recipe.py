@@ -17,7 +17,7 @@ from .config import *
 from .config import MODELS, Config
 from .samplers import sample, guided, predict_x1, CountNFE, Trajectory, EVALS_PER_STEP
 from .images import image_grid, enlarge, save_png, to_array, trajectory_gif
-from .data import write_json, read_json
+from .data import write_json, read_json, run_lock, sync_folder, replace_folder
 from .vae import VAE, train_vae, reconstruction_psnr, denormalize_latents
 from .latents import LatentCache
 from .train import Trainer, read_log
@@ -45,7 +45,7 @@ def prepare_vae(cfg:Config): # the run's config
         part = done.with_name('vae.part')
         shutil.rmtree(part, ignore_errors=True)
         vae.save_pretrained(part)
-        os.replace(part, done)
+        sync_folder(part); replace_folder(part, done, 'export')  # on disk, then renamed: complete or absent
     wait_for_everyone()
     return VAE.from_pretrained(done).eval()  # what later calls load, bit for bit
 
@@ -83,9 +83,8 @@ def train(cfg:Config, # the run's config
     done, part, main = _out(cfg) / 'model', _out(cfg) / 'model.part', is_main_process()
     if main: shutil.rmtree(part, ignore_errors=True)
     trainer.export(part)  # written by the main process, the others wait
-    if main:
-        shutil.rmtree(done, ignore_errors=True)
-        os.replace(part, done)  # complete or absent: a killed export never looks trained
+    if main:  # on disk, then renamed: complete or absent, a killed export never looks trained
+        sync_folder(part); replace_folder(part, done, 'export')
     wait_for_everyone()
     trainer.close()
     return trainer
@@ -314,8 +313,16 @@ def run(cfg:Config, # the run's config
     bad = [s for s in stages if s not in STAGES]
     if bad: raise ValueError(f"unknown stage(s) {bad}; choose from {', '.join(STAGES)}")
     o, main = _out(cfg), is_main_process()
-    if main: o.mkdir(parents=True, exist_ok=True); cfg.save(o / 'config.yaml')
+    with run_lock(o) if main else contextlib.nullcontext():  # a second program on the folder is refused
+        if main: cfg.save(o / 'config.yaml')
+        wait_for_everyone()
+        metrics = _run_stages(cfg, stages, o, main)
     wait_for_everyone()
+    return metrics
+
+# %% ../nbs/15_recipe.ipynb #a070480d
+def _run_stages(cfg, stages, o, main):
+    "`run`'s loop over the stages, with the folder held; returns the metrics."
     mpath = o / 'metrics.json'
     metrics = read_json(mpath) if mpath.exists() else {}
     seconds, cpu = metrics.setdefault('seconds', {}), metrics.setdefault('cpu_seconds', {})
@@ -356,7 +363,6 @@ def run(cfg:Config, # the run's config
             d['total'] = round(sum(v for k, v in d.items() if k != 'total'), 2)
         if main: write_json(mpath, metrics, indent=1)
         say(f'flowmatch: {stage}: {seconds[stage]:.1f} s')
-    wait_for_everyone()
     return metrics
 
 # %% ../nbs/15_recipe.ipynb #3b4e3b6a

@@ -19,7 +19,8 @@ PRELOAD = ['flowmatch.cli', 'flowmatch.recipe', 'flowmatch.config', 'flowmatch.t
 ENV = dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', HF_HUB_OFFLINE='1', PYTHONHASHSEED='0', TQDM_DISABLE='1')
 FIGURES = Counter()  # what this module has shown, printed at the end
 KILL_POINTS = ('prepare.image', 'prepare.done', 'encode.shard_meta', 'encode.shard', 'encode.manifest', 'checkpoint.saved',
-               'checkpoint.written', 'checkpoint.old_moved', 'checkpoint.renamed', 'checkpoint.deleting', 'log.rewrite')
+               'checkpoint.written', 'checkpoint.old_moved', 'checkpoint.renamed', 'checkpoint.deleting', 'log.rewrite',
+               'export.old_moved', 'export.renamed', 'export.deleting')
 
 
 # ---------------------------------------------------------------------------------------------------------------- running
@@ -206,6 +207,21 @@ def test_killed_while_replacing_a_checkpoint(ref, tmp_path):
     same_run(ref['toy'], out); no_hidden_leftovers(out)
     FIGURES['kill points'] += 1; FIGURES['kill runs'] += 1
 
+@pytest.mark.parametrize('fault', ['export.renamed', 'export.old_moved', 'export.deleting'])
+def test_killed_while_exporting_the_model(ref, tmp_path, fault):
+    "Killed while the trained model is put in place: just renamed (the first export), or over an earlier export with the old folder moved aside or half deleted: the next run leaves one complete model/, the uninterrupted run's, and no leftover."
+    out = tmp_path / 'run'
+    if fault == 'export.renamed': flowmatch(*toy(out), fault=fault, tmp=tmp_path).killed(fault)
+    else:  # a finished run exported again (--resume after its last step)
+        shutil.copytree(ref['toy'], out)
+        flowmatch(*toy(out), '--resume', fault=fault, tmp=tmp_path).killed(fault)
+        left = sorted(p.name for p in out.iterdir() if 'model' in p.name)
+        assert left == (['.deleting_model', 'model.part'] if fault == 'export.old_moved' else ['.deleting_model', 'model']), left
+    flowmatch(*toy(out), '--resume', tmp=tmp_path).ok()
+    same_run(ref['toy'], out)
+    assert sorted(p.name for p in out.iterdir() if 'model' in p.name) == ['model']
+    FIGURES['kill points'] += 1; FIGURES['kill runs'] += 1
+
 def test_killed_while_the_log_is_rewritten(ref, tmp_path):
     "A resume rewrites log.jsonl (trimmed to its checkpoint); killed in the middle, the log still holds every earlier record."
     out = tmp_path / 'run'
@@ -389,6 +405,23 @@ def test_checkpoint_files_reach_the_disk_before_the_rename(tmp_path, monkeypatch
     assert str(tmp_path / 'ck' / 'checkpoints') in synced[rename[0][2]:]
     tr.close()
 
+
+def test_exported_model_reaches_the_disk_before_the_rename(tmp_path, monkeypatch):
+    "Power-cut safety of the recipe's export: every file of the model folder, and the folder, is fsynced before `model.part` is renamed to `model`, and the run folder after."
+    from flowmatch.config import load_config
+    from flowmatch import recipe
+    synced, renames, real_fsync, real_replace = [], [], os.fsync, os.replace
+    monkeypatch.setattr(os, 'fsync', lambda fd: (synced.append(os.readlink(f'/proc/self/fd/{fd}')), real_fsync(fd))[1])
+    monkeypatch.setattr(os, 'replace', lambda a, b: (renames.append((str(a), str(b), len(synced))), real_replace(a, b))[1])
+    run = Path(os.path.realpath(tmp_path)) / 'run'
+    cfg = load_config('toy', [f'output_dir={run}', *toy(run)[3:]])
+    recipe.train(cfg)
+    part = str(run / 'model.part')
+    rename = [r for r in renames if r[0] == part]
+    assert rename and rename[0][1] == str(run / 'model'), renames
+    files = {f'{part}/{p.name}' for p in (run / 'model').iterdir()}
+    assert files and files | {part} <= set(synced[:rename[0][2]]), sorted((files | {part}) - set(synced[:rename[0][2]]))
+    assert str(run) in synced[rename[0][2]:]
 
 # ---------------------------------------------------------------------------------------------------------- resuming
 def test_resume_applies_new_optimisation_settings(ref, tmp_path):
