@@ -384,7 +384,7 @@ def cmd_run(args):
     from flowmatch import recipe
     _align_precision(cfg)
     _say(f"flowmatch run: {args.config} -> {cfg.output_dir}; world size {_world_size()}")
-    with _holding(cfg): res = recipe.run(cfg, stages=stages)
+    res = recipe.run(cfg, stages=stages)  # holds the run folder itself
     _say(f"flowmatch run: done; metrics in {Path(cfg.output_dir) / 'metrics.json'}: "
          f"{json.dumps(res.get('eval', {}), default=str)}")
     return 0

@@ -383,15 +383,20 @@ def test_training_on_an_altered_cache_repairs_it_first(ref, tmp_path):
     assert all(rec['loss'] < 10 for rec in _log(out)), _log(out)
     FIGURES['corruptions'] += 1
 
+def disk_log(monkeypatch):
+    "Record every fsync (the path it flushed) and every os.replace (src, dst, fsyncs before it); both still happen."
+    synced, renames, real_fsync, real_replace = [], [], os.fsync, os.replace
+    monkeypatch.setattr(os, 'fsync', lambda fd: (synced.append(os.readlink(f'/proc/self/fd/{fd}')), real_fsync(fd))[1])
+    monkeypatch.setattr(os, 'replace', lambda a, b: (renames.append((str(a), str(b), len(synced))), real_replace(a, b))[1])
+    return synced, renames
+
 def test_checkpoint_files_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
     "Power-cut safety (not testable by a kill): every file of a checkpoint, and its folder, is fsynced before the folder is renamed into place, and the parent folder after."
     import torch
     from flowmatch.train import Trainer
     from flowmatch.toy import MLPVelocity
     from flowmatch.data import ToyPoints
-    synced, renames, real_fsync, real_replace = [], [], os.fsync, os.replace
-    monkeypatch.setattr(os, 'fsync', lambda fd: (synced.append(os.readlink(f'/proc/self/fd/{fd}')), real_fsync(fd))[1])
-    monkeypatch.setattr(os, 'replace', lambda a, b: (renames.append((str(a), str(b), len(synced))), real_replace(a, b))[1])
+    synced, renames = disk_log(monkeypatch)
     torch.manual_seed(0)
     tr = Trainer(MLPVelocity(hidden=16, depth=1), ToyPoints('moons', 64), output_dir=tmp_path / 'ck', max_steps=1,
                  batch_size=16, progress=False, log_with='none', checkpoint_every=1)
@@ -410,9 +415,7 @@ def test_exported_model_reaches_the_disk_before_the_rename(tmp_path, monkeypatch
     "Power-cut safety of the recipe's export: every file of the model folder, and the folder, is fsynced before `model.part` is renamed to `model`, and the run folder after."
     from flowmatch.config import load_config
     from flowmatch import recipe
-    synced, renames, real_fsync, real_replace = [], [], os.fsync, os.replace
-    monkeypatch.setattr(os, 'fsync', lambda fd: (synced.append(os.readlink(f'/proc/self/fd/{fd}')), real_fsync(fd))[1])
-    monkeypatch.setattr(os, 'replace', lambda a, b: (renames.append((str(a), str(b), len(synced))), real_replace(a, b))[1])
+    synced, renames = disk_log(monkeypatch)
     run = Path(os.path.realpath(tmp_path)) / 'run'
     cfg = load_config('toy', [f'output_dir={run}', *toy(run)[3:]])
     recipe.train(cfg)
